@@ -1,0 +1,199 @@
+"""Subcommands: flags → stage config → ``stages.<name>.run``. Thin on purpose.
+
+Stage modules are imported inside each handler so ``cryo-pipeline --help`` and the
+light commands do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.pipeline import format_validation_error, parse_stage_config
+from cryo_pipeline.config import stages as stage_configs
+
+
+def _dataset(args: argparse.Namespace) -> DatasetRow:
+    from pydantic import ValidationError
+
+    try:
+        return DatasetRow.model_validate_json(args.dataset_json)
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error, source="--dataset-json")) from None
+
+
+def _add_dataset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset-json", required=True, help="the dataset's sheet row as JSON")
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config-json", default="", help="the stage config as JSON (empty = defaults)")
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+# --- simulate-volume -------------------------------------------------------------------
+def _simulate_args(p: argparse.ArgumentParser) -> None:
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--out", required=True, type=Path, help="ground-truth MRC to write")
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import simulate_volume
+
+    cfg = parse_stage_config(stage_configs.SimulateConfig, args.config_json, source="simulate")
+    simulate_volume.run(dataset=_dataset(args), cfg=cfg, out=args.out)
+
+
+# --- apply-fourier-wedge ---------------------------------------------------------------
+def _wedge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--volume", required=True, type=Path, help="volume MRC (the ground truth)")
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--out", required=True, type=Path, help="wedge-corrupted MRC to write")
+
+
+def _wedge(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import apply_fourier_wedge
+
+    cfg = parse_stage_config(stage_configs.FourierWedgeConfig, args.config_json, source="fourier_wedge")
+    apply_fourier_wedge.run(volume_path=args.volume, dataset=_dataset(args), cfg=cfg, out=args.out)
+
+
+# --- project-tilt-series ---------------------------------------------------------------
+def _project_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--volume", required=True, type=Path, help="volume MRC to project")
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--out", required=True, type=Path, help="tilt-series MRC to write (n_tilts, y, x)")
+    p.add_argument("--angles-out", required=True, type=Path, help=".tlt file to write")
+
+
+def _project(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import project_tilt_series
+
+    cfg = parse_stage_config(stage_configs.ProjectConfig, args.config_json, source="project")
+    project_tilt_series.run(
+        volume_path=args.volume, dataset=_dataset(args), cfg=cfg, out=args.out, angles_out=args.angles_out
+    )
+
+
+# --- reconstruct-wbp -------------------------------------------------------------------
+def _wbp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tilt-series", required=True, type=Path, help="aligned tilt series MRC (n_tilts, y, x)")
+    p.add_argument("--angles", required=True, type=Path, help=".tlt/.rawtlt/.mdoc with one angle per image")
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--reference-volume", default=None, help="MRC whose z size sets the thickness (optional)")
+    p.add_argument("--out", required=True, type=Path, help="reconstructed MRC to write")
+
+
+def _wbp(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import reconstruct_wbp
+
+    cfg = parse_stage_config(stage_configs.WbpConfig, args.config_json, source="wbp")
+    reconstruct_wbp.run(
+        tilt_series_path=args.tilt_series,
+        angles_path=args.angles,
+        dataset=_dataset(args),
+        cfg=cfg,
+        out=args.out,
+        reference_volume_path=_optional_path(args.reference_volume),
+    )
+
+
+# --- evaluate --------------------------------------------------------------------------
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--volume", required=True, type=Path, help="the method's output MRC")
+    p.add_argument("--method", required=True, help="method name for the table (corrupted, wbp, ...)")
+    p.add_argument("--ground-truth", default=None, help="ground-truth MRC (synthetic data)")
+    p.add_argument("--meta", default=None, help="the method's .json record (runtime, device)")
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--out", required=True, type=Path, help="one-row metrics TSV to write")
+    p.add_argument("--curves-out", required=True, type=Path, help="FSC curves JSON to write")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import evaluate
+
+    cfg = parse_stage_config(stage_configs.EvaluateConfig, args.config_json, source="evaluate")
+    evaluate.run(
+        volume_path=args.volume,
+        dataset=_dataset(args),
+        method=args.method,
+        cfg=cfg,
+        out=args.out,
+        curves_out=args.curves_out,
+        ground_truth_path=_optional_path(args.ground_truth),
+        meta_path=_optional_path(args.meta),
+    )
+
+
+# --- collect-metrics -------------------------------------------------------------------
+def _collect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inputs", required=True, nargs="+", type=Path, help="one-row metric TSVs")
+    p.add_argument("--out", required=True, type=Path, help="combined metrics.tsv to write")
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import collect_metrics
+
+    collect_metrics.run(inputs=args.inputs, out=args.out)
+
+
+# --- report ----------------------------------------------------------------------------
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", required=True, type=Path, help="results/<run>/metrics.tsv")
+    p.add_argument("--run-name", required=True, help="run name shown in the report")
+    p.add_argument("--pipeline-config-json", default="", help="resolved pipeline config to show")
+    p.add_argument("--out", required=True, type=Path, help="report.html to write")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import report
+
+    config = json.loads(args.pipeline_config_json) if args.pipeline_config_json else None
+    report.run(metrics_tsv=args.metrics, out_html=args.out, run_name=args.run_name, config=config)
+
+
+# --- validate-config / export-schema ---------------------------------------------------
+def _validate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="config YAML")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from cryo_pipeline.config.pipeline import load_pipeline_config
+    from cryo_pipeline.io.sheet import read_dataset_sheet
+
+    cfg = load_pipeline_config(args.config)
+    rows = read_dataset_sheet(Path(cfg.datasets))
+    print(f"{args.config}: ok; {len(rows)} dataset(s) in {cfg.datasets}: {', '.join(r.dataset for r in rows)}")
+
+
+def _schema_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("workflow/schemas/config.schema.yaml"))
+
+
+def _schema(args: argparse.Namespace) -> None:
+    from cryo_pipeline.config.schema import write_schema
+
+    write_schema(args.out)
+
+
+COMMANDS = {
+    "simulate-volume": ("Build a synthetic ground truth (phantom or real map).", _simulate_args, _simulate),
+    "apply-fourier-wedge": ("Zero the missing wedge of a volume (CryoGEN protocol).", _wedge_args, _wedge),
+    "project-tilt-series": ("Project a volume to a noisy tilt series (CN protocol).", _project_args, _project),
+    "reconstruct-wbp": ("Weighted back-projection of a tilt series.", _wbp_args, _wbp),
+    "evaluate": ("Score one volume against the ground truth.", _evaluate_args, _evaluate),
+    "collect-metrics": ("Combine per-method metric rows into metrics.tsv.", _collect_args, _collect),
+    "report": ("Render the self-contained HTML report.", _report_args, _report),
+    "validate-config": ("Check config.yaml and the dataset sheet without running anything.", _validate_args, _validate),
+    "export-schema": ("Write the config JSON schema generated from the stage models.", _schema_args, _schema),
+}

@@ -1,0 +1,142 @@
+"""One row of the dataset sheet (``config/datasets.tsv``), validated.
+
+Columns (file contract): ``dataset, kind, source, voxel_size_angstrom, tilt_min_deg,
+tilt_max_deg, tilt_step_deg, corruption, snr, methods`` and optional ``angles``,
+``seed``, ``shape_px``. Unknown columns are errors. Relative paths resolve against
+the sheet's folder (done by :func:`cryo_pipeline.io.sheet.read_dataset_sheet`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
+CORRUPTIONS = ("fourier", "tiltseries")
+METHODS = ("wbp", "isonet", "cryogen", "cn")
+IMPLEMENTED_METHODS = ("wbp",)
+PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
+
+
+def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
+    """``"64"`` → (64, 64, 64); ``"32x64x64"`` → (32, 64, 64) in z, y, x; empty → None."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"shape_px {text!r} must be one integer or three joined by 'x' (z x y x x)") from None
+    if len(sizes) == 1:
+        sizes = sizes * 3
+    if len(sizes) != 3 or min(sizes) < 8 or max(sizes) > 4096:
+        raise ValueError(f"shape_px {text!r} must give 3 sizes between 8 and 4096 voxels")
+    return sizes  # type: ignore[return-value]
+
+
+class DatasetRow(BaseModel):
+    """A dataset: what to load or simulate, its geometry and the methods to run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Unique name; used in paths.")
+    kind: Literal["synthetic", "tiltseries", "tomogram", "empiar"]
+    source: str = Field(min_length=1, description="Phantom name, or a path to a map / tilt series / tomogram, or a URL.")
+    voxel_size_angstrom: float | None = Field(None, gt=0.0, le=1000.0)
+    tilt_min_deg: float = Field(ge=-90.0, le=90.0)
+    tilt_max_deg: float = Field(ge=-90.0, le=90.0)
+    tilt_step_deg: float | None = Field(None, gt=0.0, le=30.0)
+    corruption: Literal["fourier", "tiltseries"] | None = None
+    snr: float | None = Field(None, gt=0.0, description="Signal-to-noise variance ratio; empty = noiseless.")
+    methods: tuple[Literal["wbp", "isonet", "cryogen", "cn"], ...] = ()
+    angles: str | None = Field(None, description="Path to a .tlt/.rawtlt/.mdoc file.")
+    seed: int = Field(0, ge=0)
+    shape_px: tuple[int, int, int] | None = Field(None, description="Phantom size: '64' or 'ZxYxX'.")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value):
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(m.strip() for m in value.split(",") if m.strip())
+        return value
+
+    @field_validator("shape_px", mode="before")
+    @classmethod
+    def _parse_shape(cls, value):
+        if isinstance(value, (tuple, list)):
+            return value
+        return parse_shape_px(value)
+
+    @model_validator(mode="after")
+    def _check_consistency(self):
+        name = self.dataset
+        if self.tilt_min_deg >= self.tilt_max_deg:
+            raise ValueError(
+                f"dataset {name}: tilt_min_deg ({self.tilt_min_deg}) must be < tilt_max_deg ({self.tilt_max_deg})"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"dataset {name}: methods {','.join(self.methods)} repeat a method")
+        if self.kind == "empiar":
+            raise ValueError(
+                f"dataset {name}: kind 'empiar' needs the fetch_dataset rule, which this version does not have; "
+                "download the files and use kind 'tiltseries' or 'tomogram' with a local path"
+            )
+        if self.kind == "synthetic":
+            if self.corruption is None:
+                raise ValueError(f"dataset {name}: synthetic datasets need corruption 'fourier' or 'tiltseries'")
+            if self.voxel_size_angstrom is None and self.source in PHANTOM_NAMES:
+                raise ValueError(
+                    f"dataset {name}: phantom '{self.source}' has no voxel size; set voxel_size_angstrom in the sheet"
+                )
+            if self.corruption == "tiltseries" and self.tilt_step_deg is None:
+                raise ValueError(f"dataset {name}: corruption 'tiltseries' needs tilt_step_deg")
+            if self.corruption == "fourier" and "wbp" in self.methods:
+                raise ValueError(
+                    f"dataset {name}: method 'wbp' needs a tilt series, but corruption is 'fourier'; "
+                    "use corruption 'tiltseries' or drop wbp"
+                )
+        else:
+            if self.corruption is not None:
+                raise ValueError(f"dataset {name}: corruption applies to synthetic datasets only (kind is {self.kind})")
+            if self.shape_px is not None:
+                raise ValueError(f"dataset {name}: shape_px applies to phantoms only")
+        if self.kind == "tiltseries" and self.angles is None:
+            raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
+        if self.kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
+            raise ValueError(f"dataset {name}: methods wbp and cn need a tilt series; a tomogram has none")
+        return self
+
+    @property
+    def is_phantom(self) -> bool:
+        """True when ``source`` names a built-in phantom rather than a file."""
+        return self.kind == "synthetic" and self.source in PHANTOM_NAMES
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Synthetic datasets know their ground truth."""
+        return self.kind == "synthetic"
+
+    @property
+    def has_tilt_series(self) -> bool:
+        """Whether a tilt series exists (simulated or given), i.e. WBP and CN can run."""
+        return self.kind == "tiltseries" or (self.kind == "synthetic" and self.corruption == "tiltseries")
+
+    def nominal_angles_deg(self, *, default_step_deg: float, force_step: bool = False) -> np.ndarray:
+        """Tilt angles from the sheet's range and step (``default_step_deg`` if the step is empty
+        or ``force_step`` is set).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_tilts,)`` degrees from ``tilt_min_deg`` to ``tilt_max_deg`` inclusive
+            (the last step may be shorter so that ``tilt_max_deg`` is always included).
+        """
+        step = default_step_deg if force_step else (self.tilt_step_deg or default_step_deg)
+        angles = np.arange(self.tilt_min_deg, self.tilt_max_deg + 1e-6, step)
+        if self.tilt_max_deg - angles[-1] > 1e-6:
+            angles = np.append(angles, self.tilt_max_deg)
+        return angles

@@ -1,0 +1,1 @@
+"""The only code that knows file formats: MRC, tilt angles, Zarr stores, tables."""

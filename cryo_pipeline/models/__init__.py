@@ -1,0 +1,1 @@
+"""cryo_pipeline.models."""

@@ -1,0 +1,126 @@
+"""Stage ``evaluate``: one metrics row for one (dataset, method) volume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.stages import EvaluateConfig
+from cryo_pipeline.io.angles import read_tilt_angles
+from cryo_pipeline.io.atomic import atomic_write_text
+from cryo_pipeline.io.mrc import read_mrc
+from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
+from cryo_pipeline.ops.metrics import scored_metrics
+from cryo_pipeline.stages.outputs import read_stage_meta
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = (
+    "dataset",
+    "method",
+    "kind",
+    "corruption",
+    "psnr_db",
+    "psnr_paper_db",
+    "ssim",
+    "ssim_global",
+    "fit_a",
+    "fit_b",
+    "fsc_resolution_angstrom",
+    "fsc_resolution_05_angstrom",
+    "dfsc_measured_mean",
+    "dfsc_missing_mean",
+    "wedge_fill",
+    "runtime_s",
+    "device",
+    "voxel_size_angstrom",
+    "tilt_min_deg",
+    "tilt_max_deg",
+    "volume_path",
+    "ground_truth_path",
+    "curves_path",
+)
+
+
+def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: tuple[int, ...]) -> np.ndarray:
+    """The acquired tilts that define the measured Fourier region for the directional FSC.
+
+    A real tilt series gives its own angles (those inside the sheet's range). A Fourier-
+    wedged volume has a continuous measured region, so its planes are sampled finely
+    enough (≤ 1 voxel apart at Nyquist) that no gap between them counts as missing.
+    Otherwise the sheet's range and step (or ``cfg.default_tilt_step_deg``).
+    """
+    if dataset.kind == "tiltseries" and dataset.angles:
+        angles = read_tilt_angles(Path(dataset.angles))
+        inside = (angles >= dataset.tilt_min_deg - 1e-2) & (angles <= dataset.tilt_max_deg + 1e-2)
+        return angles[inside]
+    if dataset.corruption == "fourier":
+        step = min(cfg.default_tilt_step_deg, float(np.degrees(2.0 / max(shape_zyx))))
+        return dataset.nominal_angles_deg(default_step_deg=step, force_step=True)
+    return dataset.nominal_angles_deg(default_step_deg=cfg.default_tilt_step_deg)
+
+
+def run(
+    *,
+    volume_path: Path,
+    dataset: DatasetRow,
+    method: str,
+    cfg: EvaluateConfig,
+    out: Path,
+    curves_out: Path,
+    ground_truth_path: Path | None = None,
+    meta_path: Path | None = None,
+) -> None:
+    """Score ``volume_path`` (against the ground truth when there is one) and write a 1-row TSV."""
+    volume = read_mrc(Path(volume_path))
+    angles = measured_angles_deg(dataset, cfg=cfg, shape_zyx=volume.data.shape)
+    meta = read_stage_meta(meta_path)
+    row: dict = {column: math.nan for column in METRIC_COLUMNS}
+    row.update(
+        dataset=dataset.dataset,
+        method=method,
+        kind=dataset.kind,
+        corruption=dataset.corruption or "",
+        runtime_s=meta.get("runtime_s", math.nan),
+        device=meta.get("device", ""),
+        voxel_size_angstrom=volume.voxel_size_angstrom,
+        tilt_min_deg=dataset.tilt_min_deg,
+        tilt_max_deg=dataset.tilt_max_deg,
+        volume_path=str(volume_path),
+        ground_truth_path=str(ground_truth_path) if ground_truth_path else "",
+        curves_path="",
+        wedge_fill=wedge_fill_ratio(volume.data, angles_deg=angles),
+    )
+    curves: dict = {}
+    if ground_truth_path is not None:
+        truth = read_mrc(Path(ground_truth_path))
+        if truth.data.shape != volume.data.shape:
+            raise ValueError(
+                f"{volume_path} has shape {volume.data.shape} but the ground truth {ground_truth_path} has "
+                f"{truth.data.shape}; a method must return a volume of the ground truth's shape"
+            )
+        scores = scored_metrics(volume.data, truth.data)
+        if not cfg.windowed_ssim:
+            scores["ssim"] = math.nan
+        fsc = fsc_metrics(volume.data, truth.data, angles_deg=angles, voxel_size_angstrom=truth.voxel_size_angstrom)
+        curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
+        row.update({k: v for k, v in scores.items() if k in row})
+        row.update({k: v for k, v in fsc.items() if k in row})
+        row["curves_path"] = str(curves_out)
+    atomic_write_text(Path(curves_out), json.dumps(curves, indent=1))
+    table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
+    atomic_write_text(Path(out), table.to_csv(sep="\t", index=False, float_format="%.6g"))
+    log.info(
+        "%s/%s: psnr_paper %.2f dB, ssim_global %.4f, wedge_fill %.3f",
+        dataset.dataset,
+        method,
+        row["psnr_paper_db"],
+        row["ssim_global"],
+        row["wedge_fill"],
+    )

@@ -1,0 +1,24 @@
+# Reconstruction from a tilt series: weighted back-projection (the baseline).
+
+
+rule reconstruct_wbp:
+    """Weighted back-projection of the tilts inside the sheet's range."""
+    input:
+        unpack(tilt_series_inputs),
+    output:
+        volume="results/{run}/{dataset}/wbp/volume.mrc",
+        meta="results/{run}/{dataset}/wbp/volume.json",
+    params:
+        dataset=dataset_json,
+        config=stage_json("wbp"),
+        reference=reference_volume,
+    log:
+        "logs/{run}/reconstruct_wbp/{dataset}.log",
+    benchmark:
+        "benchmarks/{run}/reconstruct_wbp/{dataset}.tsv"
+    shell:
+        """
+        cryo-pipeline --threads {threads} reconstruct-wbp --tilt-series {input.tilt_series:q} --angles {input.angles:q} \
+            --dataset-json {params.dataset:q} --config-json {params.config:q} \
+            --reference-volume {params.reference:q} --out {output.volume:q} > {log:q} 2>&1
+        """
