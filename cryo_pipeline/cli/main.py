@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, ValidationError) as error:
         message = str(error).replace("\n", " ")
-        log.error("%s", message)
+        log.debug("user error", exc_info=True)  # the traceback with -v; the message once, below
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

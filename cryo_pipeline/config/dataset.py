@@ -18,6 +18,7 @@ CORRUPTIONS = ("fourier", "tiltseries")
 METHODS = ("wbp", "isonet", "cryogen", "cn")
 IMPLEMENTED_METHODS = ("wbp",)
 PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
+MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 
 
 def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
@@ -88,6 +89,11 @@ class DatasetRow(BaseModel):
         if self.kind == "synthetic":
             if self.corruption is None:
                 raise ValueError(f"dataset {name}: synthetic datasets need corruption 'fourier' or 'tiltseries'")
+            if self.source not in PHANTOM_NAMES and not self.source.lower().endswith(MAP_SUFFIXES):
+                raise ValueError(
+                    f"dataset {name}: source {self.source!r} is neither a phantom ({', '.join(PHANTOM_NAMES)}) "
+                    f"nor a map file ({', '.join(MAP_SUFFIXES)})"
+                )
             if self.voxel_size_angstrom is None and self.source in PHANTOM_NAMES:
                 raise ValueError(
                     f"dataset {name}: phantom '{self.source}' has no voxel size; set voxel_size_angstrom in the sheet"

@@ -38,12 +38,20 @@ class PipelineConfig(StageConfig):
 
 
 def format_validation_error(error: ValidationError, *, source: str) -> str:
-    """One line per problem: ``<source>: key.path: message (got value)``."""
+    """One line per problem: ``<source>: key.path: message (got value)``.
+
+    A whole-model check (e.g. ``tilt_min_deg < tilt_max_deg``) has no key; its message
+    already names the values, so the whole input mapping is not repeated.
+    """
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<top>"
+        message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        lines.append(f"{source}: {key}: {item['msg']} (got {got!r})")
+        key = ".".join(str(part) for part in item["loc"])
+        if not key and isinstance(got, dict):
+            lines.append(f"{source}: {message}")
+        else:
+            lines.append(f"{source}: {key or '<top>'}: {message} (got {got!r})")
     return "; ".join(lines)
 
 

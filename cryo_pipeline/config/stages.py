@@ -29,7 +29,8 @@ class SimulateConfig(StageConfig):
         True, description="Rotate a real map by a seeded uniform random rotation (CryoGEN A.7.3/A.7.4)."
     )
     map_normalize: bool = Field(
-        True, description="Min–max scale a real map to [0, 1] so the papers' PSNR (I_m = max) is comparable."
+        True,
+        description="Scale a real map so its solvent (median of the box faces) is 0 and its maximum 1.",
     )
 
 

@@ -25,15 +25,17 @@ import numpy as np
 import scipy.sparse
 import torch
 
-_MIN_BOX_WIDTH = 1e-4  # the trapezoid degenerates to a box at 0 and 90 deg
+_MIN_BOX_WIDTH = 1e-6  # below this the trapezoid is a box (0 and 90 deg)
 
 
 def _ramp_integral(t: np.ndarray) -> np.ndarray:
     return 0.5 * np.maximum(t, 0.0) ** 2
 
 
-def _trapezoid_cdf(t: np.ndarray, width_a: np.ndarray, width_b: np.ndarray) -> np.ndarray:
-    """CDF of the unit-area convolution of boxes of widths a and b centred at 0."""
+def _trapezoid_cdf(t: np.ndarray, width_a: float, width_b: float) -> np.ndarray:
+    """CDF of the unit-area convolution of boxes of widths a ≥ b centred at 0."""
+    if width_b < _MIN_BOX_WIDTH:  # 0 or 90 deg: the footprint is a box of width a
+        return np.clip(t / width_a + 0.5, 0.0, 1.0)
     half_sum = 0.5 * (width_a + width_b)
     half_diff = 0.5 * (width_a - width_b)
     return (
@@ -75,7 +77,7 @@ def projection_matrix_2d(
         theta = np.radians(float(angle))
         c, s = np.cos(theta), np.sin(theta)
         width_a = max(abs(c), abs(s))
-        width_b = max(min(abs(c), abs(s)), _MIN_BOX_WIDTH)
+        width_b = min(abs(c), abs(s))
         u = xx * c - zz * s + det_centre  # float detector index of each voxel centre
         nearest = np.rint(u).astype(np.int64)
         for offset in (-1, 0, 1):

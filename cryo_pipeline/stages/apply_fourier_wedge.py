@@ -10,7 +10,7 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import FourierWedgeConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.wedge import apply_fourier_mask_3d, missing_wedge_mask_3d
-from cryo_pipeline.stages.outputs import meta_path_for, write_stage_meta
+from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -33,5 +33,8 @@ def run(*, volume_path: Path, dataset: DatasetRow, cfg: FourierWedgeConfig, out:
         dataset.tilt_max_deg,
         100.0 * float(mask.mean()),
     )
-    write_mrc(out, corrupted, voxel_size_angstrom=loaded.voxel_size_angstrom, origin_angstrom=loaded.origin_angstrom)
-    write_stage_meta(meta_path_for(out), stage="apply_fourier_wedge", config=cfg, dataset=dataset, runtime_s=runtime)
+    with stage_outputs(out, meta_path_for(out)) as (tmp_out, tmp_meta):
+        write_mrc(
+            tmp_out, corrupted, voxel_size_angstrom=loaded.voxel_size_angstrom, origin_angstrom=loaded.origin_angstrom
+        )
+        write_stage_meta(tmp_meta, stage="apply_fourier_wedge", config=cfg, dataset=dataset, runtime_s=runtime)

@@ -17,7 +17,7 @@ from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
-from cryo_pipeline.stages.outputs import read_stage_meta
+from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,10 @@ def run(
         row.update({k: v for k, v in scores.items() if k in row})
         row.update({k: v for k, v in fsc.items() if k in row})
         row["curves_path"] = str(curves_out)
-    atomic_write_text(Path(curves_out), json.dumps(curves, indent=1))
     table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
-    atomic_write_text(Path(out), table.to_csv(sep="\t", index=False, float_format="%.6g"))
+    with stage_outputs(out, curves_out) as (tmp_out, tmp_curves):
+        atomic_write_text(tmp_curves, json.dumps(curves, indent=1))
+        atomic_write_text(tmp_out, table.to_csv(sep="\t", index=False, float_format="%.6g"))
     log.info(
         "%s/%s: psnr_paper %.2f dB, ssim_global %.4f, wedge_fill %.3f",
         dataset.dataset,

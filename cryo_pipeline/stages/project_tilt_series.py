@@ -14,7 +14,7 @@ from cryo_pipeline.io.angles import write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.noise import add_gaussian_noise
 from cryo_pipeline.ops.projector import project_3d
-from cryo_pipeline.stages.outputs import meta_path_for, write_stage_meta
+from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,14 @@ def run(*, volume_path: Path, dataset: DatasetRow, cfg: ProjectConfig, out: Path
         angles[-1],
         dataset.snr,
     )
-    write_mrc(out, np.asarray(tilt_series, dtype=np.float32), voxel_size_angstrom=loaded.voxel_size_angstrom)
-    write_tilt_angles(angles_out, angles)
-    write_stage_meta(
-        meta_path_for(out),
-        stage="project_tilt_series",
-        config=cfg,
-        dataset=dataset,
-        runtime_s=runtime,
-        extra={"volume_shape_zyx": list(loaded.data.shape)},
-    )
+    with stage_outputs(out, angles_out, meta_path_for(out)) as (tmp_out, tmp_angles, tmp_meta):
+        write_mrc(tmp_out, np.asarray(tilt_series, dtype=np.float32), voxel_size_angstrom=loaded.voxel_size_angstrom)
+        write_tilt_angles(tmp_angles, angles)
+        write_stage_meta(
+            tmp_meta,
+            stage="project_tilt_series",
+            config=cfg,
+            dataset=dataset,
+            runtime_s=runtime,
+            extra={"volume_shape_zyx": list(loaded.data.shape)},
+        )

@@ -14,7 +14,7 @@ from cryo_pipeline.config.stages import WbpConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
-from cryo_pipeline.stages.outputs import meta_path_for, write_stage_meta
+from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,16 @@ def run(
         runtime,
         device,
     )
-    write_mrc(out, volume, voxel_size_angstrom=series.voxel_size_angstrom, labels=[f"cryo_pipeline WBP {cfg.filter}"])
-    write_stage_meta(
-        meta_path_for(out),
-        stage="reconstruct_wbp",
-        config=cfg,
-        dataset=dataset,
-        runtime_s=runtime,
-        device=device,
-        extra={"n_tilts_used": int(keep.size)},
-    )
+    with stage_outputs(out, meta_path_for(out)) as (tmp_out, tmp_meta):
+        write_mrc(
+            tmp_out, volume, voxel_size_angstrom=series.voxel_size_angstrom, labels=[f"cryo_pipeline WBP {cfg.filter}"]
+        )
+        write_stage_meta(
+            tmp_meta,
+            stage="reconstruct_wbp",
+            config=cfg,
+            dataset=dataset,
+            runtime_s=runtime,
+            device=device,
+            extra={"n_tilts_used": int(keep.size)},
+        )

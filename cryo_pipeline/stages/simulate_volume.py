@@ -12,9 +12,30 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import SimulateConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.phantoms import make_phantom, rotated_map
-from cryo_pipeline.stages.outputs import meta_path_for, write_stage_meta
+from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
+
+
+def normalize_map(volume: np.ndarray, *, source: str) -> np.ndarray:
+    """Solvent to 0, maximum to 1: subtract the median of the box's six faces, divide by the peak.
+
+    A map's solvent must be 0 (not the 0.2–0.4 a min–max scaling leaves): a constant
+    background fills the whole box, and its projections at high tilt run off the detector.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(d, h, w)`` density map.
+    """
+    faces = np.concatenate(
+        [volume[[0, -1]].ravel(), volume[:, [0, -1]].ravel(), volume[:, :, [0, -1]].ravel()]
+    )
+    background = float(np.median(faces))
+    peak = float(volume.max()) - background
+    if peak <= 0:
+        raise ValueError(f"map {source} has no density above its background ({background:g}); it cannot be ground truth")
+    return (volume - background) / peak
 
 
 def run(*, dataset: DatasetRow, cfg: SimulateConfig, out: Path) -> None:
@@ -37,12 +58,11 @@ def run(*, dataset: DatasetRow, cfg: SimulateConfig, out: Path) -> None:
         if cfg.map_random_rotation:
             volume = rotated_map(volume, seed=dataset.seed, order=cfg.map_interpolation_order)
         if cfg.map_normalize:
-            low, high = float(volume.min()), float(volume.max())
-            if high <= low:
-                raise ValueError(f"map {dataset.source} is constant ({low}); it cannot serve as ground truth")
-            volume = (volume - low) / (high - low)
+            volume = normalize_map(volume, source=dataset.source)
         log.info("map %s %s voxels at %.3f A", dataset.source, volume.shape, voxel_size)
     volume = np.ascontiguousarray(volume, dtype=np.float32)
     runtime = time.perf_counter() - start
-    write_mrc(out, volume, voxel_size_angstrom=voxel_size, labels=[f"cryo_pipeline ground truth {dataset.dataset}"])
-    write_stage_meta(meta_path_for(out), stage="simulate_volume", config=cfg, dataset=dataset, runtime_s=runtime)
+    with stage_outputs(out, meta_path_for(out)) as (tmp_out, tmp_meta):
+        label = f"cryo_pipeline ground truth {dataset.dataset}"[:80]  # MRC labels hold 80 characters
+        write_mrc(tmp_out, volume, voxel_size_angstrom=voxel_size, labels=[label])
+        write_stage_meta(tmp_meta, stage="simulate_volume", config=cfg, dataset=dataset, runtime_s=runtime)

@@ -20,7 +20,7 @@ rule evaluate:
     shell:
         """
         cryo-pipeline --threads {threads} evaluate --volume {input.volume:q} --method {wildcards.method:q} \
-            --ground-truth {params.ground_truth:q} --meta {params.meta:q} \
+            --ground-truth={params.ground_truth:q} --meta={params.meta:q} \
             --dataset-json {params.dataset:q} --config-json {params.config:q} \
             --out {output.table:q} --curves-out {output.curves:q} > {log:q} 2>&1
         """

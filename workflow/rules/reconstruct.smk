@@ -20,5 +20,5 @@ rule reconstruct_wbp:
         """
         cryo-pipeline --threads {threads} reconstruct-wbp --tilt-series {input.tilt_series:q} --angles {input.angles:q} \
             --dataset-json {params.dataset:q} --config-json {params.config:q} \
-            --reference-volume {params.reference:q} --out {output.volume:q} > {log:q} 2>&1
+            --reference-volume={params.reference:q} --out {output.volume:q} > {log:q} 2>&1
         """
