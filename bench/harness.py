@@ -72,8 +72,11 @@ def timeit(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1) -> dict[s
     -------
     dict
         ``min_s``, ``median_s`` (wall clock, seconds), ``runs`` (every timed wall time),
-        ``cpu_median_s`` (median process CPU time per call, all threads), and ``last``
-        (the value the last call returned, so a caller can check the output).
+        ``cpu_median_s`` (median process CPU time per call, all threads),
+        ``others_busy_cores`` (average number of CPU cores kept busy by *other*
+        processes during the timed calls, from ``/proc/stat``; ``None`` where unreadable:
+        a sign of a shared, noisy machine), and ``last`` (the value the last call
+        returned, so a caller can check the output).
     """
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
@@ -82,19 +85,43 @@ def timeit(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1) -> dict[s
     runs: list[float] = []
     cpu: list[float] = []
     last = None
+    system_before = _system_busy_s()
+    process_before = time.process_time()
+    wall_before = time.perf_counter()
     for _ in range(repeat):
         c0 = time.process_time()
         t0 = time.perf_counter()
         last = fn()
         runs.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    wall_total = time.perf_counter() - wall_before
+    process_total = time.process_time() - process_before
+    system_after = _system_busy_s()
+    others = None
+    if system_before is not None and system_after is not None and wall_total > 0:
+        others = max(0.0, (system_after - system_before) - process_total) / wall_total
     return {
         "min_s": min(runs),
         "median_s": statistics.median(runs),
         "runs": runs,
         "cpu_median_s": statistics.median(cpu),
+        "others_busy_cores": others,
         "last": last,
     }
+
+
+def _system_busy_s() -> float | None:
+    """CPU seconds all cores have spent busy since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:9]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    if len(values) < 5:
+        return None
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / ticks
 
 
 # --------------------------------------------------------------------------- memory

@@ -268,6 +268,7 @@ def _measure(
         "voxels_tilts_per_s": (work / seconds) if work else None,
         "ratio_vs_ours": None,
         "cpu_per_wall": timing["cpu_median_s"] / timing["median_s"] if timing["median_s"] > 0 else None,
+        "others_cpu": timing["others_busy_cores"],
         "peak_rss_mb": peak,
         "delta_rss_mb": (peak - rss_before) if (reset_ok and rss_before is not None) else None,
         "corr_vs_ours": compare(timing["last"]) if compare is not None else None,
@@ -417,6 +418,9 @@ def run(*, quick: bool = False, budget_s: float = SCIPY_BUDGET_S, repeat: int = 
         "(1 warm-up call each). Baselines have no cache and get no warm-up call.",
         f"Threads: torch uses {threads} intra-op thread(s) here; 'ours (1 thread)' repeats it pinned to one. "
         "scipy.ndimage and ASTRA's CPU projectors are single-threaded (see cpu_per_wall = CPU time / wall time).",
+        "others_cpu = CPU cores kept busy by other processes on the machine during that row's timed runs "
+        "(/proc/stat minus this process); where it is well above 0 the machine was shared and that row's "
+        "time is inflated (multi-threaded rows most).",
         "Every adjoint/wbp method back-projects the same tilt series (our forward projection of the phantom). "
         "corr_vs_ours = Pearson correlation with our output for that operation (adjoint/wbp inside the "
         "inscribed cylinder, which every method covers).",

@@ -152,6 +152,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", required=True, type=Path, help="results/<run>/metrics.tsv")
     p.add_argument("--run-name", required=True, help="run name shown in the report")
     p.add_argument("--pipeline-config-json", default="", help="resolved pipeline config to show")
+    p.add_argument("--preprocess", nargs="*", default=[], type=Path, help="extraction records (subtomos.json)")
     p.add_argument("--out", required=True, type=Path, help="report.html to write")
 
 
@@ -159,7 +160,13 @@ def _report(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import report
 
     config = json.loads(args.pipeline_config_json) if args.pipeline_config_json else None
-    report.run(metrics_tsv=args.metrics, out_html=args.out, run_name=args.run_name, config=config)
+    report.run(
+        metrics_tsv=args.metrics,
+        out_html=args.out,
+        run_name=args.run_name,
+        config=config,
+        preprocess_records=args.preprocess,
+    )
 
 
 # --- validate-config / export-schema ---------------------------------------------------
@@ -197,3 +204,84 @@ COMMANDS = {
     "validate-config": ("Check config.yaml and the dataset sheet without running anything.", _validate_args, _validate),
     "export-schema": ("Write the config JSON schema generated from the stage models.", _schema_args, _schema),
 }
+
+
+# --- preprocessing: bin-tomogram, deconvolve-tomogram, make-mask, extract-subtomos -----
+def _tomogram_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tomogram", required=True, type=Path, help="tomogram MRC")
+    _add_dataset(p)
+    _add_config(p)
+
+
+def _bin_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--out", required=True, type=Path, help="binned MRC to write")
+
+
+def _bin(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import bin_tomogram
+
+    cfg = parse_stage_config(stage_configs.BinConfig, args.config_json, source="bin")
+    bin_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args), cfg=cfg, out=args.out)
+
+
+def _deconvolve_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--out", required=True, type=Path, help="deconvolved MRC to write")
+
+
+def _deconvolve(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import deconvolve_tomogram
+
+    cfg = parse_stage_config(stage_configs.DeconvolveConfig, args.config_json, source="deconvolve")
+    deconvolve_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args), cfg=cfg, out=args.out)
+
+
+def _mask_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--user-mask", default=None, help="MRC mask to intersect with (optional)")
+    p.add_argument("--out", required=True, type=Path, help="uint8 mask MRC to write")
+
+
+def _mask(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import make_mask
+
+    cfg = parse_stage_config(stage_configs.MaskConfig, args.config_json, source="mask")
+    make_mask.run(
+        tomogram_path=args.tomogram,
+        dataset=_dataset(args),
+        cfg=cfg,
+        out=args.out,
+        user_mask_path=_optional_path(args.user_mask),
+    )
+
+
+def _extract_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--mask", required=True, type=Path, help="mask MRC from make-mask")
+    p.add_argument("--out-store", required=True, type=Path, help="Zarr v3 store to write")
+    p.add_argument("--out-table", required=True, type=Path, help="TSV of cube centres to write")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import extract_subtomos
+
+    cfg = parse_stage_config(stage_configs.ExtractConfig, args.config_json, source="extract")
+    extract_subtomos.run(
+        tomogram_path=args.tomogram,
+        mask_path=args.mask,
+        dataset=_dataset(args),
+        cfg=cfg,
+        out_store=args.out_store,
+        out_table=args.out_table,
+    )
+
+
+COMMANDS.update(
+    {
+        "bin-tomogram": ("Bin a tomogram by Fourier cropping (anti-aliased).", _bin_args, _bin),
+        "deconvolve-tomogram": ("CTF-deconvolve a tomogram (IsoNet-equivalent filter).", _deconvolve_args, _deconvolve),
+        "make-mask": ("Density mask of a tomogram (IsoNet-style).", _mask_args, _mask),
+        "extract-subtomos": ("Extract subtomograms inside the mask into a Zarr store.", _extract_args, _extract),
+    }
+)

@@ -8,7 +8,11 @@ from cryo_pipeline.config.pipeline import (
     parse_stage_config,
 )
 from cryo_pipeline.config.stages import (
+    BinConfig,
+    DeconvolveConfig,
     EvaluateConfig,
+    ExtractConfig,
+    MaskConfig,
     FourierWedgeConfig,
     ProjectConfig,
     ReportConfig,
@@ -17,6 +21,10 @@ from cryo_pipeline.config.stages import (
 )
 
 __all__ = [
+    "BinConfig",
+    "DeconvolveConfig",
+    "ExtractConfig",
+    "MaskConfig",
     "DatasetRow",
     "EvaluateConfig",
     "FourierWedgeConfig",

@@ -55,6 +55,15 @@ class DatasetRow(BaseModel):
     angles: str | None = Field(None, description="Path to a .tlt/.rawtlt/.mdoc file.")
     seed: int = Field(0, ge=0)
     shape_px: tuple[int, int, int] | None = Field(None, description="Phantom size: '64' or 'ZxYxX'.")
+    mask: str | None = Field(None, description="Optional user mask (MRC), intersected with the density mask.")
+    voltage_kv: float | None = Field(None, gt=0.0, le=1000.0, description="Acceleration voltage (kV).")
+    cs_mm: float | None = Field(None, ge=0.0, le=20.0, description="Spherical aberration (mm).")
+    defocus_angstrom: float | None = Field(
+        None, ge=-1e6, le=1e6, description="Defocus (Å), underfocus positive; empty = no CTF deconvolution."
+    )
+    amplitude_contrast: float = Field(0.07, ge=0.0, lt=1.0, description="Amplitude contrast fraction.")
+    phase_shift_deg: float = Field(0.0, ge=-180.0, le=180.0, description="Phase-plate phase shift (degrees).")
+    phase_flipped: bool = Field(False, description="The tomogram was reconstructed from phase-flipped images.")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -110,6 +119,12 @@ class DatasetRow(BaseModel):
                 raise ValueError(f"dataset {name}: corruption applies to synthetic datasets only (kind is {self.kind})")
             if self.shape_px is not None:
                 raise ValueError(f"dataset {name}: shape_px applies to phantoms only")
+        if self.defocus_angstrom is not None:
+            for column in ("voltage_kv", "cs_mm"):
+                if getattr(self, column) is None:
+                    raise ValueError(
+                        f"dataset {name}: defocus_angstrom is given, so column {column} is required for the CTF"
+                    )
         if self.kind == "tiltseries" and self.angles is None:
             raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
         if self.kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
@@ -125,6 +140,16 @@ class DatasetRow(BaseModel):
     def has_ground_truth(self) -> bool:
         """Synthetic datasets know their ground truth."""
         return self.kind == "synthetic"
+
+    @property
+    def has_ctf(self) -> bool:
+        """Whether CTF deconvolution applies (a defocus is given)."""
+        return self.defocus_angstrom is not None
+
+    @property
+    def needs_subtomograms(self) -> bool:
+        """Datasets on the CryoGEN/IsoNet path: tomograms, or rows asking for isonet/cryogen."""
+        return self.kind == "tomogram" or bool({"isonet", "cryogen"} & set(self.methods))
 
     @property
     def has_tilt_series(self) -> bool:

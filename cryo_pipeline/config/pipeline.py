@@ -8,7 +8,11 @@ import yaml
 from pydantic import Field, ValidationError
 
 from cryo_pipeline.config.stages import (
+    BinConfig,
+    DeconvolveConfig,
     EvaluateConfig,
+    ExtractConfig,
+    MaskConfig,
     FourierWedgeConfig,
     ProjectConfig,
     ReportConfig,
@@ -17,7 +21,9 @@ from cryo_pipeline.config.stages import (
     WbpConfig,
 )
 
-STAGE_SECTIONS = ("simulate", "fourier_wedge", "project", "wbp", "evaluate", "report")
+STAGE_SECTIONS = (
+    "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "evaluate", "report"
+)
 
 
 class PipelineConfig(StageConfig):
@@ -33,6 +39,10 @@ class PipelineConfig(StageConfig):
     fourier_wedge: FourierWedgeConfig = Field(default_factory=FourierWedgeConfig)
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     wbp: WbpConfig = Field(default_factory=WbpConfig)
+    bin: BinConfig = Field(default_factory=BinConfig)
+    deconvolve: DeconvolveConfig = Field(default_factory=DeconvolveConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 

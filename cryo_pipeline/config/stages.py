@@ -77,3 +77,71 @@ class ReportConfig(StageConfig):
     """``report``: the self-contained HTML report."""
 
     title: str = Field("cryo_pipeline report", description="Heading of the HTML report.")
+
+
+class BinConfig(StageConfig):
+    """``bin_tomogram``: anti-aliased binning by Fourier cropping."""
+
+    factor: float = Field(
+        1.0, ge=1.0, le=16.0, description="Binning factor (integer or fractional); 1 = keep the sampling."
+    )
+
+
+class DeconvolveConfig(StageConfig):
+    """``deconvolve_tomogram``: IsoNet-equivalent Wiener-like CTF deconvolution (peers.md §1a)."""
+
+    snr_falloff: float = Field(1.0, ge=0.0, le=10.0, description="SNR fall-off with frequency (IsoNet snrfalloff).")
+    deconv_strength: float = Field(
+        1.0, ge=-5.0, le=5.0, description="log10 of the SNR at low frequency (IsoNet deconvstrength)."
+    )
+    highpass_nyquist: float = Field(
+        0.02, gt=0.0, le=1.0, description="High-pass cut as a fraction of Nyquist (IsoNet highpassnyquist)."
+    )
+    chunk_size_px: int | None = Field(
+        None, ge=16, le=4096, description="Deconvolve in cubes of this size (large tomograms); empty = whole volume."
+    )
+    chunk_overlap_px: int = Field(
+        16, ge=0, le=512, description="Overlap between neighbouring chunks, blended with a smooth window."
+    )
+    chunk_halo_px: int = Field(
+        48, ge=0, le=1024, description="Extra context filtered around each chunk and then discarded."
+    )
+
+
+class MaskConfig(StageConfig):
+    """``make_mask``: IsoNet-style density mask (local-max density ∩ local std), peers.md §1b."""
+
+    patch_size_px: int = Field(4, ge=1, le=64, description="Patch size of the local filters (IsoNet patch_size).")
+    density_percentage: float = Field(
+        50.0, gt=0.0, le=100.0, description="Percent of voxels kept by the local-max density mask."
+    )
+    std_percentage: float = Field(50.0, gt=0.0, le=100.0, description="Percent of voxels kept by the local-std mask.")
+    z_crop: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Fraction of z slices removed at EACH end (0.2 = 20 % top and bottom)."
+    )
+    density_contrast: Literal["auto", "dark", "bright"] = Field(
+        "auto",
+        description=(
+            "Whether density is darker than the solvent (raw cryo-ET; the volume is negated, as IsoNet does) or "
+            "brighter (synthetic phantoms, contrast-inverted tomograms). auto: bright if the histogram's upper "
+            "tail is heavier, i.e. (p99.9 - median) > (median - p0.1), else dark."
+        ),
+    )
+
+
+class ExtractConfig(StageConfig):
+    """``extract_subtomos``: cubes inside the mask, into one Zarr store per tomogram."""
+
+    cube_size_px: int = Field(64, ge=8, le=512, description="Edge of the stored cubes (before √2 enlargement).")
+    n_subtomos: int = Field(100, ge=1, le=100000, description="Number of cubes for random sampling.")
+    sampling: Literal["random", "grid"] = Field("random", description="Random centres in the mask, or a regular grid.")
+    grid_stride_px: int | None = Field(None, ge=1, description="Grid stride; empty = the cube size.")
+    min_mask_fraction: float = Field(
+        0.3, ge=0.0, le=1.0, description="Keep a cube only if this fraction of its voxels is inside the mask."
+    )
+    enlarge_for_rotation: bool = Field(
+        False, description="Store cubes √2 larger (even) so rotations leave no empty corners."
+    )
+    validation_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Seeded fraction of cubes held out for validation."
+    )

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,15 @@ from cryo_pipeline.io.atomic import atomic_write_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MrcFormatError", "MrcVolume", "read_mrc", "read_mrc_header", "write_mrc"]
+__all__ = [
+    "MrcFormatError",
+    "MrcVolume",
+    "open_mrc_for_writing",
+    "read_mrc",
+    "read_mrc_header",
+    "read_mrc_memmap",
+    "write_mrc",
+]
 
 _MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
 _UNSUPPORTED = {3: "complex int16", 4: "complex float32", 101: "4-bit packed"}
@@ -124,6 +134,8 @@ def _parse_header(path: Path) -> dict[str, Any]:
         "labels": labels,
         "_perm": perm,
         "_stored_shape": stored_shape,
+        "_dtype": dtype,
+        "_data_offset": HEADER_DTYPE.itemsize + nsymbt,
     }
 
 
@@ -291,3 +303,132 @@ def write_mrc(
         for lab in (labels + created)[:10]:
             mrc.add_label(lab)
     logger.debug("wrote %s: shape %s, mode dtype %s, voxel %g Å", path, arr.shape, arr.dtype, voxel_size_angstrom)
+
+
+def read_mrc_memmap(
+    path: str | os.PathLike[str], *, voxel_size_angstrom: float | None = None
+) -> tuple[np.memmap, float]:
+    """Memory-map an MRC volume read-only, without reading its data (for large tomograms).
+
+    The header goes through the same checks as :func:`read_mrc` (size, mode, axis map).
+    Unlike :func:`read_mrc` the values are neither converted nor checked for NaN/Inf:
+    a consumer that streams the data (e.g. chunked deconvolution) checks what it reads.
+
+    Parameters
+    ----------
+    path : path-like
+        MRC file.
+    voxel_size_angstrom : float, optional
+        Overrides the header's voxel size (> 0).
+
+    Returns
+    -------
+    data : `(d, h, w)` read-only ``np.memmap``, zyx order
+        In the stored dtype and byte order (a transposed view if the header's axis map
+        is not the standard one).
+    voxel_size_angstrom : float
+
+    Raises
+    ------
+    MrcFormatError
+        Not an MRC file, unsupported mode, bad dimensions or truncated data.
+    ValueError
+        No voxel size in the header and no override given.
+    """
+    header = _parse_header(Path(path))
+    voxel = _voxel_size(header, voxel_size_angstrom, False)
+    try:
+        data = np.memmap(header["path"], dtype=header["_dtype"], mode="r",
+                         offset=header["_data_offset"], shape=header["_stored_shape"])
+    except (OSError, ValueError) as err:
+        raise MrcFormatError(f"{header['path']}: cannot memory-map the MRC data ({err})") from None
+    return data.transpose(header["_perm"]), voxel
+
+
+@contextmanager
+def open_mrc_for_writing(
+    path: str | os.PathLike[str],
+    shape_zyx: Sequence[int],
+    *,
+    voxel_size_angstrom: float,
+    origin_angstrom: Sequence[float] = (0.0, 0.0, 0.0),
+    labels: Sequence[str] = (),
+    dtype: type | np.dtype = np.float32,
+) -> Iterator[np.memmap]:
+    """Create an MRC file as a writable memory map; it appears under ``path`` only on success.
+
+    The file is created under a hidden temporary name beside ``path`` (zero-filled)
+    and the body writes into the yielded array. When the body returns, the header's
+    min/max/mean/rms are computed slab by slab, the map is flushed and the file renamed
+    onto ``path``. If the body raises (or the data hold NaN/Inf), the temporary file is
+    removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : path-like
+        Final output file; parent folders are created.
+    shape_zyx : (d, h, w)
+        Volume shape.
+    voxel_size_angstrom : float
+        Isotropic voxel size in Å, > 0.
+    origin_angstrom : (z, y, x) floats
+        Stored in the header's ``origin`` field.
+    labels : sequence of str
+        Up to 10 printable-ASCII labels of at most 80 characters.
+    dtype : numpy dtype
+        float32 (mode 2, default), int8, int16 or uint16.
+
+    Yields
+    ------
+    numpy.memmap
+        `(d, h, w)` writable array backed by the temporary file.
+    """
+    shape = tuple(int(n) for n in shape_zyx)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"open_mrc_for_writing({path}): shape_zyx must be 3 positive ints, got {tuple(shape_zyx)}")
+    if not (math.isfinite(voxel_size_angstrom) and voxel_size_angstrom > 0):
+        raise ValueError(f"open_mrc_for_writing({path}): voxel_size_angstrom must be > 0, got {voxel_size_angstrom}")
+    dtype = np.dtype(dtype)
+    modes = {np.dtype(np.float32): 2, np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.uint16): 6}
+    if dtype not in modes:
+        raise ValueError(f"open_mrc_for_writing({path}): dtype {dtype} not supported (float32, int8, int16, uint16)")
+    labels = list(labels)
+    if len(labels) > 10 or any(len(lab) > 80 or not (lab.isascii() and lab.isprintable()) for lab in labels):
+        raise ValueError(f"open_mrc_for_writing({path}): at most 10 printable-ASCII labels of <= 80 characters")
+    oz, oy, ox = (float(v) for v in origin_angstrom)
+    with atomic_write_path(path) as tmp:
+        mrc = mrcfile.new_mmap(tmp, shape=shape, mrc_mode=modes[dtype])
+        try:
+            mrc.voxel_size = float(voxel_size_angstrom)
+            mrc.header.origin = (ox, oy, oz)
+            created = mrc.get_labels()  # mrcfile's "Created by" label goes after ours, as in write_mrc
+            mrc.header.label[:] = b""
+            mrc.header.nlabl = 0
+            for lab in (labels + created)[:10]:
+                mrc.add_label(lab)
+            yield mrc.data
+            _set_header_stats(mrc, Path(path))
+        finally:
+            mrc.close()
+    logger.debug("wrote %s: shape %s, dtype %s, voxel %g Å (memory-mapped)", path, shape, dtype, voxel_size_angstrom)
+
+
+def _set_header_stats(mrc: Any, path: Path) -> None:
+    """dmin/dmax/dmean/rms from the data, slab by slab (float64 sums)."""
+    data = mrc.data
+    plane = max(1, data.shape[1] * data.shape[2])
+    step = max(1, 2**22 // plane)
+    lo, hi, total, total_sq = math.inf, -math.inf, 0.0, 0.0
+    for z in range(0, data.shape[0], step):
+        slab = np.asarray(data[z : z + step], dtype=np.float64)
+        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+        total += float(slab.sum())
+        total_sq += float(np.square(slab).sum())
+        handle = getattr(data, "_mmap", None)  # keep the resident set small: drop mapped pages
+        if isinstance(handle, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"open_mrc_for_writing({path}): the data hold NaN or Inf values; nothing was written")
+    mean = total / data.size
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+    mrc.header.rms = math.sqrt(max(0.0, total_sq / data.size - mean * mean))

@@ -22,8 +22,9 @@ REQUIRED_COLUMNS = (
     "snr",
     "methods",
 )
-OPTIONAL_COLUMNS = ("angles", "seed", "shape_px")
-_PATH_COLUMNS = ("source", "angles")
+CTF_COLUMNS = ("voltage_kv", "cs_mm", "defocus_angstrom", "amplitude_contrast", "phase_shift_deg", "phase_flipped")
+OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS)
+_PATH_COLUMNS = ("source", "angles", "mask")
 
 
 def _resolve(value: str, base: Path) -> str:

@@ -80,6 +80,11 @@ def missing_wedge_mask_3d(
     else:
         plane = inside.astype(np.float64)
     plane[0, 0] = 1.0  # DC
+    # Even sizes: a Nyquist-plane voxel is its own k_x (or k_z) partner, so θ(k) and θ(−k)
+    # can differ there. Keep such a voxel only if its mirror is kept too; then the mask is
+    # Hermitian-symmetric and a real volume stays real (no leakage into the wedge).
+    mirror = np.roll(plane[::-1, ::-1], shift=(1, 1), axis=(0, 1))
+    plane = np.minimum(plane, mirror)
     mask = np.broadcast_to(plane[:, None, :], tuple(shape_zyx)).astype(np.float32)
     return np.fft.fftshift(mask) if fftshift else mask
 

@@ -10,6 +10,7 @@ at most one full volume is in memory. The HTML is written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import cryo_pipeline
 from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.report import figures
+from cryo_pipeline.report.preprocess import preprocess_blocks, read_extraction_record
 from cryo_pipeline.report.html import (
     SUMMARY_COLUMNS,
     DatasetSection,
@@ -224,6 +226,7 @@ def run(
     run_name: str,
     config: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    preprocess_records: list[Path] | tuple[Path, ...] = (),
 ) -> None:
     """Write the run's self-contained HTML report.
 
@@ -241,6 +244,9 @@ def run(
     provenance : mapping, optional
         Extra provenance (command line, commit, ...), added to the package and
         library versions.
+    preprocess_records : list of Path
+        Extraction records (``preprocess/subtomos.json``); each adds the mask overlay,
+        the mask fraction and the cube count to its dataset's section.
     """
     metrics_tsv, out_html = Path(metrics_tsv), Path(out_html)
     table = read_metrics(metrics_tsv)
@@ -249,6 +255,17 @@ def run(
     for name, rows in table.groupby("dataset", sort=False):
         logger.info("report: dataset %s (%d methods)", name, len(rows))
         sections.append(dataset_section(str(name), rows))
+    by_name = {section.name: index for index, section in enumerate(sections)}
+    for record_path in preprocess_records:
+        record = read_extraction_record(Path(record_path))
+        name = record["dataset"]["dataset"] if isinstance(record.get("dataset"), dict) else str(record.get("dataset"))
+        if name not in by_name:
+            raise ValueError(f"extraction record {record_path} is for dataset {name!r}, which has no metrics row")
+        facts, blocks = preprocess_blocks(record)
+        section = sections[by_name[name]]
+        sections[by_name[name]] = dataclasses.replace(
+            section, facts=[*section.facts, *facts], figures=[*section.figures, *blocks]
+        )
     overview = []
     if np.isfinite(table[["psnr_db", "psnr_paper_db"]].to_numpy(dtype=float)).any():
         overview.append(FigureBlock(

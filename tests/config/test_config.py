@@ -37,6 +37,8 @@ def test_defaults_equal_the_shipped_config_yaml():
     assert load_pipeline_config(CONFIG_YAML) == PipelineConfig()
     # the file spells out every key the models know (it doubles as the documentation)
     defaults = PipelineConfig().model_dump(mode="json")
+    missing = sorted(set(defaults) - set(shipped))
+    assert not missing, f"config/config.yaml lacks section(s) {missing}; it should spell out every default"
     assert set(shipped) == set(defaults)
     for section in STAGE_SECTIONS:
         assert shipped[section] == defaults[section], section

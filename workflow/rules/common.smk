@@ -81,6 +81,41 @@ def _method_volume(wildcards, method):
     return f"{base}/wbp/volume.mrc"
 
 
+def preprocess_source(wildcards):
+    """The tomogram the preprocessing starts from: the dataset's corrupted volume."""
+    return _method_volume(wildcards, "corrupted")
+
+
+def _preprocessed_tomogram(wildcards):
+    base = f"results/{wildcards.run}/{wildcards.dataset}/preprocess"
+    return f"{base}/deconvolved.mrc" if _row(wildcards).has_ctf else f"{base}/binned.mrc"
+
+
+def mask_inputs(wildcards):
+    """make_mask reads the deconvolved tomogram (binned when there is no CTF) and a user mask."""
+    inputs = {"tomogram": _preprocessed_tomogram(wildcards)}
+    if _row(wildcards).mask:
+        inputs["user_mask"] = _row(wildcards).mask
+    return inputs
+
+
+def extraction_inputs(wildcards):
+    """extract_subtomos reads the same tomogram as make_mask, and the mask."""
+    return {
+        "tomogram": _preprocessed_tomogram(wildcards),
+        "mask": f"results/{wildcards.run}/{wildcards.dataset}/preprocess/mask.mrc",
+    }
+
+
+def preprocess_records(wildcards):
+    """The extraction records of every dataset on the CryoGEN/IsoNet path (for the report)."""
+    return [
+        f"results/{wildcards.run}/{name}/preprocess/subtomos.json"
+        for name, row in DATASETS.items()
+        if row.needs_subtomograms
+    ]
+
+
 def evaluation_inputs(wildcards):
     """The volume to score, its stage record (runtime), and the ground truth if known."""
     row = _row(wildcards)

@@ -5,6 +5,7 @@ rule report:
     """Metrics table, orthogonal and Fourier slices, FSC curves, config: one offline HTML file."""
     input:
         metrics="results/{run}/metrics.tsv",
+        preprocess=preprocess_records,
     output:
         html="results/{run}/report.html",
     params:
@@ -16,5 +17,6 @@ rule report:
     shell:
         """
         cryo-pipeline report --metrics {input.metrics:q} --run-name {wildcards.run:q} \
-            --pipeline-config-json {params.pipeline_config:q} --out {output.html:q} > {log:q} 2>&1
+            --preprocess {input.preprocess:q} --pipeline-config-json {params.pipeline_config:q} \
+            --out {output.html:q} > {log:q} 2>&1
         """
