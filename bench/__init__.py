@@ -4,6 +4,13 @@ Run ``python -m bench list`` to see them, ``python -m bench <name> [--quick]`` t
 one. See ``bench/README.md``.
 """
 
-from bench.harness import BENCHMARKS, BenchResult, load_benchmarks, register, timeit, write_result
+from bench.harness import (
+    BENCHMARKS,
+    BenchResult,
+    load_benchmarks,
+    register,
+    timeit,
+    write_result,
+)
 
 __all__ = ["BENCHMARKS", "BenchResult", "load_benchmarks", "register", "timeit", "write_result"]

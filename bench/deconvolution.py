@@ -14,6 +14,7 @@ halo 48 voxels).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def run(*, quick: bool = False) -> BenchResult:
             whole_out = None
             for chunk in chunks:
                 out = tmp_dir / f"out_{label}_{chunk or 'whole'}.mrc"
+                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 measured = run_stage(src, out, chunk)
                 if chunk is None:
                     whole_out = out
@@ -140,6 +142,7 @@ def run(*, quick: bool = False) -> BenchResult:
                     "peak_over_size": measured["peak_rss_mb"] / size_mb,
                     "import_rss_mb": measured["import_rss_mb"],
                     "rel_rms_vs_whole": relative_rms(out, whole_out) if chunk and whole_out else None,
+                    "load_avg_1min": load,
                 }
                 rows.append(row)
                 print(f"[bench deconvolution] {label} {row['mode']} {chunk or ''}: {row['seconds']:.1f} s, "
@@ -155,10 +158,13 @@ def run(*, quick: bool = False) -> BenchResult:
         f"{rows[0]['import_rss_mb']:.0f} MiB of interpreter and imports, and memory-mapped file pages while resident).",
         "Whole mode reads the tomogram into memory and filters it with one rfftn/irfftn. Chunked mode memory-maps "
         "input and output (written under a temporary name, renamed at the end), filters chunks of chunk_px³ "
-        "(clipped to the volume; a fully covered axis gets no halo) with 48 voxels of wrap-around context, "
+        "(clipped to the volume; a fully covered axis gets no halo) with >= 48 voxels of wrap-around context "
+        "(padded to an even 5-smooth FFT length), "
         "blends them with a raised-cosine window, applies the filter's band below 0.3 Nyquist exactly from the "
         "whole volume's low-frequency coefficients, and rescales to the input's mean/std in streaming passes.",
-        "rel_rms_vs_whole = RMS(chunked − whole) / std(whole). scipy.fft uses all CPUs of the process's affinity.",
+        "rel_rms_vs_whole = RMS(chunked − whole) / std(whole). scipy.fft uses all CPUs of the process's affinity. "
+        "load_avg_1min = the machine's 1-minute load average when the run started: with other jobs on the "
+        "machine, seconds (wall) exceeds cpu_s and timings are pessimistic; peak RSS is unaffected.",
     ]
     if target:
         best = min(target, key=lambda r: r["peak_over_size"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 RESERVED_NAMES = frozenset({"all", "list"})
+_MIN_LOAD_SPAN_S = 0.5
 
 BENCHMARKS: dict[str, Callable[..., BenchResult]] = {}
 
@@ -74,9 +75,9 @@ def timeit(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1) -> dict[s
         ``min_s``, ``median_s`` (wall clock, seconds), ``runs`` (every timed wall time),
         ``cpu_median_s`` (median process CPU time per call, all threads),
         ``others_busy_cores`` (average number of CPU cores kept busy by *other*
-        processes during the timed calls, from ``/proc/stat``; ``None`` where unreadable:
-        a sign of a shared, noisy machine), and ``last`` (the value the last call
-        returned, so a caller can check the output).
+        processes during the timed calls, from ``/proc/stat``: a sign of a shared, noisy
+        machine; ``None`` where unreadable or the timed calls took under 0.5 s in all),
+        and ``last`` (the value the last call returned, so a caller can check the output).
     """
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
@@ -98,7 +99,8 @@ def timeit(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1) -> dict[s
     process_total = time.process_time() - process_before
     system_after = _system_busy_s()
     others = None
-    if system_before is not None and system_after is not None and wall_total > 0:
+    # /proc/stat counts in clock ticks (10 ms): too coarse for a shorter timed span
+    if system_before is not None and system_after is not None and wall_total >= _MIN_LOAD_SPAN_S:
         others = max(0.0, (system_after - system_before) - process_total) / wall_total
     return {
         "min_s": min(runs),
@@ -189,7 +191,7 @@ class BenchResult:
 def machine_info() -> dict[str, Any]:
     """CPU count, platform, library versions and the UTC time of the run."""
     info: dict[str, Any] = {
-        "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "utc_time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

@@ -13,9 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # bench/ is a top-level folder, not part of the installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import harness  # noqa: E402
-from bench.__main__ import main  # noqa: E402
-from bench.harness import BenchResult, write_result  # noqa: E402
+from bench import harness
+from bench.__main__ import main
+from bench.harness import BenchResult, write_result
 
 OPERATIONS = ("forward", "adjoint", "wbp")
 

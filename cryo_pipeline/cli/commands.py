@@ -153,6 +153,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-name", required=True, help="run name shown in the report")
     p.add_argument("--pipeline-config-json", default="", help="resolved pipeline config to show")
     p.add_argument("--preprocess", nargs="*", default=[], type=Path, help="extraction records (subtomos.json)")
+    p.add_argument("--losses", nargs="*", default=[], type=Path, help="loss tables of trained methods (losses.tsv)")
     p.add_argument("--out", required=True, type=Path, help="report.html to write")
 
 
@@ -166,6 +167,7 @@ def _report(args: argparse.Namespace) -> None:
         run_name=args.run_name,
         config=config,
         preprocess_records=args.preprocess,
+        loss_tables=args.losses,
     )
 
 
@@ -283,5 +285,49 @@ COMMANDS.update(
         "deconvolve-tomogram": ("CTF-deconvolve a tomogram (IsoNet-equivalent filter).", _deconvolve_args, _deconvolve),
         "make-mask": ("Density mask of a tomogram (IsoNet-style).", _mask_args, _mask),
         "extract-subtomos": ("Extract subtomograms inside the mask into a Zarr store.", _extract_args, _extract),
+    }
+)
+
+
+# --- train-cryogen / predict-cryogen ---------------------------------------------------
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, type=Path, help="subtomos.zarr from extract-subtomos")
+    p.add_argument("--table", default=None, help="subtomos.tsv (train/val split); optional")
+    p.add_argument("--method", choices=("cryogen", "isonet"), default="cryogen", help="training objective")
+    _add_dataset(p)
+    _add_config(p)
+    p.add_argument("--out-model", required=True, type=Path, help="model file to write")
+    p.add_argument("--out-losses", required=True, type=Path, help="loss table (TSV) to write")
+    p.add_argument("--checkpoint-dir", required=True, type=Path, help="epoch checkpoints (resume from here)")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import train_cryogen
+
+    cfg = parse_stage_config(stage_configs.TrainConfig, args.config_json, source="train")
+    train_cryogen.run(store=args.store, table=_optional_path(args.table), dataset=_dataset(args), cfg=cfg,
+                      method=args.method, out_model=args.out_model, out_losses=args.out_losses,
+                      checkpoint_dir=args.checkpoint_dir)
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--model", required=True, type=Path, help="model file from train-cryogen")
+    p.add_argument("--out", required=True, type=Path, help="corrected MRC to write")
+    p.add_argument("--out-zarr", required=True, type=Path, help="corrected Zarr store to write")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import predict_cryogen
+
+    cfg = parse_stage_config(stage_configs.PredictConfig, args.config_json, source="predict")
+    predict_cryogen.run(tomogram_path=args.tomogram, model_path=args.model, dataset=_dataset(args), cfg=cfg,
+                        out=args.out, out_zarr=args.out_zarr)
+
+
+COMMANDS.update(
+    {
+        "train-cryogen": ("Train the CryoGEN generator (or the IsoNet-style baseline).", _train_args, _train),
+        "predict-cryogen": ("Tiled inference with a trained generator.", _predict_args, _predict),
     }
 )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
 CORRUPTIONS = ("fourier", "tiltseries")
 METHODS = ("wbp", "isonet", "cryogen", "cn")
-IMPLEMENTED_METHODS = ("wbp",)
+IMPLEMENTED_METHODS = ("wbp", "isonet", "cryogen")
 PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
 MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 

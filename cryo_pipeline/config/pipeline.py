@@ -13,16 +13,19 @@ from cryo_pipeline.config.stages import (
     EvaluateConfig,
     ExtractConfig,
     MaskConfig,
+    PredictConfig,
     FourierWedgeConfig,
     ProjectConfig,
     ReportConfig,
     SimulateConfig,
     StageConfig,
+    TrainConfig,
     WbpConfig,
 )
 
 STAGE_SECTIONS = (
-    "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "evaluate", "report"
+    "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "train", "predict",
+    "evaluate", "report",
 )
 
 
@@ -43,6 +46,8 @@ class PipelineConfig(StageConfig):
     deconvolve: DeconvolveConfig = Field(default_factory=DeconvolveConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 

@@ -145,3 +145,57 @@ class ExtractConfig(StageConfig):
     validation_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Seeded fraction of cubes held out for validation."
     )
+
+
+class TrainConfig(StageConfig):
+    """``train_cryogen``: CryoGEN (Algorithm 1) or the IsoNet-style baseline, on subtomograms.
+
+    Noise scales are in units of the tomogram's standard deviation (data are normalised
+    by the whole tomogram's mean and std); each step draws a level U(0, 1] × scale.
+    """
+
+    crop_px: int = Field(64, ge=16, le=256, description="Random crop of the stored cubes fed to the networks.")
+    base_channels: int = Field(16, ge=4, le=128, description="U-Net++ channels at the first level.")
+    depth: int = Field(3, ge=1, le=5, description="U-Net++ depth; crop_px must be divisible by 2**depth.")
+    norm: Literal["group", "instance", "none"] = Field("group", description="Normalisation layers of the U-Net++.")
+    disc_channels: int = Field(16, ge=4, le=128, description="Channels of the energy model's first conv layer.")
+    spectral_norm: bool = Field(True, description="Spectral normalisation in the energy model.")
+    adversarial_loss: Literal["bce", "hinge", "wgan-gp"] = Field(
+        "bce", description="Energy-model loss: non-saturating BCE, hinge, or WGAN with gradient penalty."
+    )
+    gradient_penalty_weight: float = Field(10.0, ge=0.0, description="WGAN-GP penalty weight.")
+    adversarial_weight: float = Field(0.05, ge=0.0, le=100.0, description="Weight of E_φ(fake) in θ's loss.")
+    batch_size: int = Field(1, ge=1, le=256, description="Subtomograms per step (per process under DDP).")
+    epochs: int = Field(20, ge=1, le=10000, description="Epochs; λ is constant in the first, then decays linearly.")
+    steps_per_epoch: int = Field(100, ge=1, le=100000, description="Optimiser steps per epoch.")
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Adam learning rate of g_θ (peak).")
+    learning_rate_energy: float = Field(1e-4, gt=0.0, le=1.0, description="Adam learning rate of E_φ (peak).")
+    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Linear warm-up share of all steps.")
+    noise_scale_real: float = Field(0.1, ge=0.0, le=10.0, description="σ: instance noise on real samples.")
+    noise_scale_generator: float = Field(0.1, ge=0.0, le=10.0, description="σ_g: generator input noise.")
+    noise_scale_consistency: float = Field(0.1, ge=0.0, le=10.0, description="σ_h: consistency-path noise.")
+    sigma_n: float = Field(0.3, gt=0.0, le=100.0, description="Estimated noise std; the data term weighs 1/(2σ_n²).")
+    consistency_weight: float = Field(1.0, ge=0.0, le=1000.0, description="λ at the start (IsoNet: fixed).")
+    consistency_weight_final: float = Field(0.5, ge=0.0, le=1000.0, description="λ at the end of training.")
+    consistency_target: Literal["prediction", "filled"] = Field(
+        "filled",
+        description="x̃ of the consistency loss: g_θ'(y) as in the paper ('prediction'), or the measured "
+        "region of y plus the missing region of g_θ'(y) ('filled', IsoNet's combined volume).",
+    )
+    missing_region_weight: float = Field(
+        20.0, ge=0.0, le=1000.0, description="Extra weight of the missing-wedge region in the consistency loss."
+    )
+    seed: int = Field(0, ge=0, description="Seed of all random draws (crops, rotations, noise, init).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+
+
+class PredictConfig(StageConfig):
+    """``predict_cryogen``: tiled, overlapping, weighted-blended inference."""
+
+    tile_px: int = Field(64, ge=16, le=512, description="Tile edge; divisible by 2**depth of the model.")
+    overlap_px: int = Field(16, ge=0, le=256, description="Overlap between tiles, blended with a cosine window.")
+    batch_size: int = Field(4, ge=1, le=256, description="Tiles per forward pass.")
+    keep_measured: bool = Field(
+        True, description="Put the input's measured Fourier region back into each tile (data consistency)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")

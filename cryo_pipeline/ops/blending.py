@@ -207,7 +207,9 @@ class BlendAccumulator:
     -----
     Every tile of the grid must be added exactly once (origins are checked against the
     grid); :meth:`finalize` then divides by the separable normaliser Dz ⊗ Dy ⊗ Dx, slab
-    by slab, so no full-size normaliser is ever built. Extra memory: one tile.
+    by slab, so no full-size normaliser is ever built. Extra memory: one tile. With a
+    memory map, pages are released plane by plane (:func:`release_pages`): the kernel maps
+    64 KiB around every faulting page, so a tile would otherwise pin whole planes.
     """
 
     def __init__(self, shape_zyx, *, tile_zyx, overlap_zyx, out: np.ndarray | None = None) -> None:
@@ -253,9 +255,12 @@ class BlendAccumulator:
         if tuple(tile.shape) != self.tile:
             raise ValueError(f"tile at {key} has shape {tuple(tile.shape)}, expected {self.tile}")
         self._pending.discard(key)
-        region = tuple(slice(o, o + t) for o, t in zip(key, self.tile, strict=True))
-        self.out[region] += self.window * np.asarray(tile, dtype=np.float32)
-        release_pages(self.out)
+        weighted = self.window * np.asarray(tile, dtype=np.float32)
+        z, y, x = key
+        rows, cols = slice(y, y + self.tile[1]), slice(x, x + self.tile[2])
+        for i, plane in enumerate(weighted):  # a memory map keeps at most one plane's pages resident
+            self.out[z + i, rows, cols] += plane
+            release_pages(self.out)
 
     def finalize(self) -> np.ndarray:
         """Divide the accumulated sum by Σ w in place (slab by slab along z); return ``out``."""

@@ -146,9 +146,11 @@ def _wrapped_box(volume: np.ndarray, lo: Sequence[int], hi: Sequence[int]) -> np
         runs.append(axis_runs)
     box = np.empty(tuple(b - a for a, b in zip(lo, hi, strict=True)), dtype=np.float32)
     for sz, dz in runs[0]:
-        for sy, dy in runs[1]:
-            for sx, dx in runs[2]:
-                box[dz, dy, dx] = volume[sz, sy, sx]
+        for z_src, z_dst in zip(range(sz.start, sz.stop), range(dz.start, dz.stop), strict=True):
+            for sy, dy in runs[1]:
+                for sx, dx in runs[2]:
+                    box[z_dst, dy, dx] = volume[z_src, sy, sx]
+            release_pages(volume)  # plane by plane: page fault-around would pin whole planes
     return box
 
 
@@ -196,6 +198,14 @@ class _LowBand:
             full[np.ix_(self.rows, self.cols)] = plane
             out[i] = scipy.fft.irfft2(full, s=(ny, nx))
         return out
+
+
+def _even_fast_len(n: int) -> int:
+    """Smallest even length >= n that ``scipy.fft`` transforms fast (5-smooth)."""
+    n = scipy.fft.next_fast_len(int(n), real=True)
+    while n % 2:
+        n = scipy.fft.next_fast_len(n + 1, real=True)
+    return n
 
 
 def _band_split(filter_1d: np.ndarray, bands: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -278,10 +288,10 @@ def filter_volume_chunked(
     if any(o >= t for o, t, n in zip(overlap, tile, shape, strict=True) if t < n):
         raise ValueError(f"overlap_px {overlap} must be smaller than chunk_px {chunk}")
     overlap = tuple(min(o, t - 1) for o, t in zip(overlap, tile, strict=True))
-    # An axis covered by one chunk needs no halo; elsewhere the padded box is rounded up to a
-    # fast FFT length, the extra context split between the two sides.
-    padded = tuple(t if t == n else scipy.fft.next_fast_len(t + 2 * h, real=True)
-                   for h, t, n in zip(halo, tile, shape, strict=True))
+    # An axis covered by one chunk needs no halo; elsewhere the padded box is rounded up to an
+    # even fast FFT length (odd lengths would shift IsoNet's radius r = f/⌊n/2⌋ by n/(n−1)),
+    # the extra context split between the two sides.
+    padded = tuple(t if t == n else _even_fast_len(t + 2 * h) for h, t, n in zip(halo, tile, shape, strict=True))
     halo = tuple((p - t) // 2 for p, t in zip(padded, tile, strict=True))
     filter_1d = np.asarray(filter_1d, dtype=np.float64)
     low_band = None
@@ -306,7 +316,6 @@ def filter_volume_chunked(
     for done, origin in enumerate(acc.origins, start=1):
         lo = [int(o) - h for o, h in zip(origin, halo, strict=True)]
         box = _wrapped_box(volume, lo, [a + p for a, p in zip(lo, padded, strict=True)])
-        release_pages(volume)
         acc.add(_filter_box(box, spectrum_filter, workers, scratch=True)[core], origin)
         if progress is not None:
             progress(done, acc.n_tiles)

@@ -28,6 +28,7 @@ import cryo_pipeline
 from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.report import figures
+from cryo_pipeline.report.losses import loss_curves_figure, read_loss_table
 from cryo_pipeline.report.preprocess import preprocess_blocks, read_extraction_record
 from cryo_pipeline.report.html import (
     SUMMARY_COLUMNS,
@@ -227,6 +228,7 @@ def run(
     config: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     preprocess_records: list[Path] | tuple[Path, ...] = (),
+    loss_tables: list[Path] | tuple[Path, ...] = (),
 ) -> None:
     """Write the run's self-contained HTML report.
 
@@ -247,6 +249,9 @@ def run(
     preprocess_records : list of Path
         Extraction records (``preprocess/subtomos.json``); each adds the mask overlay,
         the mask fraction and the cube count to its dataset's section.
+    loss_tables : list of Path
+        ``<dataset>/<method>/losses.tsv`` of trained methods; each dataset gets a figure
+        of its loss curves.
     """
     metrics_tsv, out_html = Path(metrics_tsv), Path(out_html)
     table = read_metrics(metrics_tsv)
@@ -266,6 +271,21 @@ def run(
         sections[by_name[name]] = dataclasses.replace(
             section, facts=[*section.facts, *facts], figures=[*section.figures, *blocks]
         )
+    losses_by_dataset: dict[str, dict[str, pd.DataFrame]] = {}
+    for loss_path in loss_tables:
+        dataset, method, losses = read_loss_table(Path(loss_path))
+        losses_by_dataset.setdefault(dataset, {})[method] = losses
+    for name, tables in losses_by_dataset.items():
+        if name not in by_name:
+            raise ValueError(f"loss tables for dataset {name!r}, which has no metrics row")
+        block = FigureBlock(
+            "Training losses",
+            "Per step (10-step running mean). λ is the consistency weight: constant in the first epoch, "
+            "then decaying for CryoGEN, fixed for the IsoNet-style baseline; lr relative to its peak.",
+            figures.png_data_uri(loss_curves_figure(tables)),
+        )
+        section = sections[by_name[name]]
+        sections[by_name[name]] = dataclasses.replace(section, figures=[*section.figures, block])
     overview = []
     if np.isfinite(table[["psnr_db", "psnr_paper_db"]].to_numpy(dtype=float)).any():
         overview.append(FigureBlock(

@@ -1,1 +1,1 @@
-"""cryo_pipeline.training."""
+"""Training loops: CryoGEN (Algorithm 1) and its IsoNet-style baseline; checkpoints; schedules."""

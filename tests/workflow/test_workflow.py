@@ -35,7 +35,12 @@ def test_dry_run_of_the_demo_schedules_every_stage():
     assert counts["apply_fourier_wedge"] == 1
     assert counts["project_tilt_series"] == 2
     assert counts["reconstruct_wbp"] == 2
-    assert counts["evaluate"] == 5  # corrupted for all three, wbp for the two tilt-series datasets
+    # corrupted for all three, wbp for the two tilt-series datasets, isonet and cryogen for the sphere
+    assert counts["evaluate"] == 7
+    for rule in ("bin_tomogram", "make_mask", "extract_subtomos"):
+        assert counts[rule] == 1, rule  # only the dataset on the CryoGEN/IsoNet path
+    assert "deconvolve_tomogram" not in counts  # no defocus in the demo sheet
+    assert counts["train_cryogen"] == 2 and counts["predict_cryogen"] == 2
     assert counts["report"] == 1
 
 
@@ -87,7 +92,7 @@ def test_unknown_sheet_column_names_the_column(tiny_workdir):
 
 def test_unimplemented_method_is_a_clear_error(tiny_workdir):
     sheet = tiny_workdir / "config" / "datasets.tsv"
-    sheet.write_text(sheet.read_text().replace("\twbp\t1\t", "\twbp,cryogen\t1\t"))
+    sheet.write_text(sheet.read_text().replace("\twbp\t1\t", "\twbp,cn\t1\t"))
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
-    assert "method 'cryogen'" in result.stdout + result.stderr
+    assert "method 'cn'" in result.stdout + result.stderr

@@ -86,6 +86,16 @@ def preprocess_source(wildcards):
     return _method_volume(wildcards, "corrupted")
 
 
+def preprocessed_tomogram(wildcards):
+    """The tomogram after bin (and deconvolve, where a defocus is given): what CryoGEN sees."""
+    return _preprocessed_tomogram(wildcards)
+
+
+def checkpoint_dir(wildcards):
+    """Where train_cryogen keeps its epoch checkpoints (not an output: kept after a failure)."""
+    return f"results/{wildcards.run}/{wildcards.dataset}/{wildcards.method}/checkpoints"
+
+
 def _preprocessed_tomogram(wildcards):
     base = f"results/{wildcards.run}/{wildcards.dataset}/preprocess"
     return f"{base}/deconvolved.mrc" if _row(wildcards).has_ctf else f"{base}/binned.mrc"
@@ -113,6 +123,16 @@ def preprocess_records(wildcards):
         f"results/{wildcards.run}/{name}/preprocess/subtomos.json"
         for name, row in DATASETS.items()
         if row.needs_subtomograms
+    ]
+
+
+def loss_tables(wildcards):
+    """The loss tables of every trained method (cryogen, isonet) of the run (for the report)."""
+    return [
+        f"results/{wildcards.run}/{name}/{method}/losses.tsv"
+        for name, row in DATASETS.items()
+        for method in row.methods
+        if method in ("cryogen", "isonet")
     ]
 
 

@@ -6,6 +6,7 @@ rule report:
     input:
         metrics="results/{run}/metrics.tsv",
         preprocess=preprocess_records,
+        losses=loss_tables,
     output:
         html="results/{run}/report.html",
     params:
@@ -17,6 +18,6 @@ rule report:
     shell:
         """
         cryo-pipeline report --metrics {input.metrics:q} --run-name {wildcards.run:q} \
-            --preprocess {input.preprocess:q} --pipeline-config-json {params.pipeline_config:q} \
+            --preprocess {input.preprocess:q} --losses {input.losses:q} --pipeline-config-json {params.pipeline_config:q} \
             --out {output.html:q} > {log:q} 2>&1
         """

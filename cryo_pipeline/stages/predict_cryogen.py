@@ -1,0 +1,68 @@
+"""Stage ``predict_cryogen``: tiled, overlapping, blended inference with a trained generator."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.stages import PredictConfig
+from cryo_pipeline.inference.tiled import predict_tiled_to_zarr
+from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
+from cryo_pipeline.io.zarr_store import open_volume_zarr
+from cryo_pipeline.models import UNetPlusPlus3d
+from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
+from cryo_pipeline.training.cryogen import resolve_device
+from cryo_pipeline.training.loop import MODEL_KIND
+
+log = logging.getLogger(__name__)
+_SLAB_Z = 16
+
+
+def load_generator(model_path: Path, *, device: torch.device) -> tuple[UNetPlusPlus3d, dict]:
+    """Rebuild the generator from a model file written by ``train_cryogen``."""
+    state = torch.load(Path(model_path), map_location=device, weights_only=False)
+    if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
+        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen)")
+    arch = state["architecture"]
+    model = UNetPlusPlus3d(1, 1, base_channels=arch["base_channels"], depth=arch["depth"], norm=arch["norm"])
+    model.load_state_dict(state["generator"])
+    return model.to(device).eval(), state
+
+
+def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, out: Path,
+        out_zarr: Path) -> None:
+    """Correct ``tomogram_path`` with the model; write a Zarr store (streamed) and an MRC copy."""
+    device = resolve_device(cfg.device)
+    model, state = load_generator(model_path, device=device)
+    if cfg.tile_px % model.divisor:
+        raise ValueError(
+            f"predict.tile_px ({cfg.tile_px}) is not divisible by {model.divisor} (= 2**depth of the model "
+            f"in {model_path}); use {cfg.tile_px // model.divisor * model.divisor or model.divisor}"
+        )
+    tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
+    tilt_range = tuple(state["tilt_range_deg"])
+    start = time.perf_counter()
+    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
+        predict_tiled_to_zarr(
+            tomogram, model, tmp_zarr, voxel_size_angstrom=voxel_size, tile_px=cfg.tile_px,
+            overlap_px=cfg.overlap_px, batch_size=cfg.batch_size, device=device,
+            normalization=tuple(state["normalization"]), keep_measured=cfg.keep_measured,
+            tilt_range_deg=tilt_range,
+        )
+        predict_s = time.perf_counter() - start
+        corrected = open_volume_zarr(tmp_zarr)
+        with open_mrc_for_writing(tmp_mrc, corrected.shape, voxel_size_angstrom=voxel_size,
+                                  labels=[f"cryo_pipeline {state['method']} prediction"]) as target:
+            for z in range(0, corrected.shape[0], _SLAB_Z):
+                target[z : z + _SLAB_Z] = corrected[z : z + _SLAB_Z]
+        train_s = float(read_stage_meta(meta_path_for(Path(model_path))).get("runtime_s", 0.0))
+        log.info("%s prediction of %s %s in %.1f s (training took %.1f s)", state["method"], dataset.dataset,
+                 tuple(corrected.shape), predict_s, train_s)
+        write_stage_meta(tmp_meta, stage="predict_cryogen", config=cfg, dataset=dataset,
+                         runtime_s=train_s + predict_s, device=str(device),
+                         extra={"method": state["method"], "train_s": train_s, "predict_s": predict_s,
+                                "model": str(model_path)})

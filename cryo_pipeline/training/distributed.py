@@ -1,0 +1,65 @@
+"""Data-parallel training across processes (torchrun; NCCL on GPUs, gloo on CPUs).
+
+Each step runs the generator several times (x̂, x̃, the consistency pass) before one
+backward, which ``DistributedDataParallel``'s per-forward gradient hooks do not allow
+without ``static_graph``. So parameters are broadcast from rank 0 once, and gradients
+are averaged with one all-reduce per parameter after each backward: the same algorithm
+as DDP, made explicit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """Where this process sits: ``rank`` of ``world_size``; rank 0 writes the outputs."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes checkpoints, logs and the model."""
+        return self.rank == 0
+
+
+def setup_process_group(*, use_cuda: bool) -> ProcessGroup:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1, else a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return ProcessGroup()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def broadcast_parameters(module: torch.nn.Module, group: ProcessGroup) -> None:
+    """Give every process rank 0's parameters and buffers."""
+    if group.world_size > 1:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(module: torch.nn.Module, group: ProcessGroup) -> None:
+    """All-reduce (mean) the gradients of ``module`` across processes."""
+    if group.world_size > 1:
+        for parameter in module.parameters():
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+                parameter.grad /= group.world_size
+
+
+def teardown_process_group(group: ProcessGroup) -> None:
+    """Leave the process group (no-op for a single process)."""
+    if group.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

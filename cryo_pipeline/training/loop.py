@@ -1,0 +1,153 @@
+"""The outer training loop: epochs, schedules, checkpoints, resume, loss log, final model.
+
+A checkpoint (models, optimisers, schedulers, every random state, the step, the loss
+history and the config) is written atomically at the end of every epoch to
+``<checkpoint_dir>/last.pt``. Starting again with the same config resumes from it: the
+step counter, learning-rate schedule and λ schedule continue where they stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import cryo_pipeline
+from cryo_pipeline.config.stages import TrainConfig
+from cryo_pipeline.io.atomic import atomic_write_text
+from cryo_pipeline.models.unetpp import check_divisible
+from cryo_pipeline.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from cryo_pipeline.training.cryogen import (
+    LOSS_COLUMNS,
+    CryoGenStep,
+    build_energy_model,
+    build_generator,
+    check_finite,
+    resolve_device,
+)
+from cryo_pipeline.training.data import SubtomoBatches
+from cryo_pipeline.training.distributed import broadcast_parameters, setup_process_group, teardown_process_group
+from cryo_pipeline.training.schedules import consistency_weight, warmup_linear_decay
+
+log = logging.getLogger(__name__)
+MODEL_KIND = "cryo_pipeline.generator"
+
+
+def _lr_lambda(cfg: TrainConfig):
+    total = cfg.epochs * cfg.steps_per_epoch
+    return lambda step: warmup_linear_decay(step, total_steps=total, warmup_fraction=cfg.warmup_fraction)
+
+
+def train(
+    *,
+    store: Path,
+    cfg: TrainConfig,
+    method: str,
+    out_model: Path,
+    out_losses: Path,
+    checkpoint_dir: Path,
+    table: Path | None = None,
+) -> dict[str, Any]:
+    """Train g_θ on a subtomogram store; write the model file and the loss table.
+
+    Returns a summary (steps, seconds, device, steps per second, resumed-from step).
+    """
+    device = resolve_device(cfg.device)
+    group = setup_process_group(use_cuda=device.type == "cuda")
+    if device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        return _train(store=store, cfg=cfg, method=method, out_model=out_model, out_losses=out_losses,
+                      checkpoint_dir=checkpoint_dir, table=table, device=device, group=group)
+    finally:
+        teardown_process_group(group)
+
+
+def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, device, group) -> dict[str, Any]:
+    check_divisible((cfg.crop_px,) * 3, 2**cfg.depth)
+    batches = SubtomoBatches(Path(store), crop_px=cfg.crop_px, table=table)
+    torch.manual_seed(cfg.seed)
+    g = build_generator(cfg).to(device)
+    e = build_energy_model(cfg).to(device) if method == "cryogen" else None
+    broadcast_parameters(g, group)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.learning_rate)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _lr_lambda(cfg))
+    opt_e = sched_e = None
+    if e is not None:
+        broadcast_parameters(e, group)
+        opt_e = torch.optim.Adam(e.parameters(), lr=cfg.learning_rate_energy, betas=(0.5, 0.999))
+        sched_e = torch.optim.lr_scheduler.LambdaLR(opt_e, _lr_lambda(cfg))
+    rng = torch.Generator().manual_seed(cfg.seed + 1000 * group.rank)
+    expected = {**cfg.model_dump(mode="json"), "method": method}
+    checkpoint = Path(checkpoint_dir) / "last.pt"
+    start_step, history = 0, []
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint, expected_config=expected, map_location=device)
+        g.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        sched_g.load_state_dict(state["sched_g"])
+        if e is not None:
+            e.load_state_dict(state["energy"])
+            opt_e.load_state_dict(state["opt_e"])
+            sched_e.load_state_dict(state["sched_e"])
+        rng.set_state(state["generator_rng"])
+        restore_rng_state(state["rng"])
+        start_step, history = int(state["step"]), list(state["history"])
+        log.info("resuming %s training from %s at step %d", method, checkpoint, start_step)
+    stepper = CryoGenStep(cfg=cfg, method=method, tilt_range_deg=batches.tilt_range_deg, device=device,
+                          generator_module=g, energy_module=e, opt_g=opt_g, opt_e=opt_e, group=group)
+    total = cfg.epochs * cfg.steps_per_epoch
+    log.info("%s: %d training cubes, crop %d, %d steps (%d epochs x %d), batch %d, device %s, %d process(es)",
+             method, batches.n_cubes, cfg.crop_px, total, cfg.epochs, cfg.steps_per_epoch, cfg.batch_size,
+             device, group.world_size)
+    g.train()
+    if e is not None:
+        e.train()
+    started = time.perf_counter()
+    last_good = checkpoint if checkpoint.is_file() else None
+    for step in tqdm(range(start_step, total), initial=start_step, total=total, desc=method, unit="step",
+                     disable=not group.is_main or None):
+        epoch = step // cfg.steps_per_epoch
+        lam = cfg.consistency_weight if method == "isonet" else consistency_weight(
+            step, steps_per_epoch=cfg.steps_per_epoch, total_steps=total,
+            start=cfg.consistency_weight, final=cfg.consistency_weight_final)
+        tick = time.perf_counter()
+        losses = stepper.run(batches.draw(cfg.batch_size, rng).to(device), lam=lam, rng=rng)
+        check_finite(losses, step=step, last_checkpoint=last_good)
+        history.append((step, epoch, losses.energy, losses.adversarial, losses.data, losses.consistency, lam,
+                        sched_g.get_last_lr()[0], time.perf_counter() - tick))
+        sched_g.step()
+        if sched_e is not None:
+            sched_e.step()
+        if (step + 1) % cfg.steps_per_epoch == 0 and group.is_main:
+            state = {"config": expected, "step": step + 1, "history": history, "generator": g.state_dict(),
+                     "opt_g": opt_g.state_dict(), "sched_g": sched_g.state_dict(), "generator_rng": rng.get_state(),
+                     "rng": rng_state()}
+            if e is not None:
+                state.update(energy=e.state_dict(), opt_e=opt_e.state_dict(), sched_e=sched_e.state_dict())
+            save_checkpoint(checkpoint, state)
+            last_good = checkpoint
+            log.info("epoch %d/%d done (step %d): consistency %.4g, data %.4g, energy %.4g, lambda %.3g",
+                     epoch + 1, cfg.epochs, step + 1, losses.consistency, losses.data, losses.energy, lam)
+    seconds = time.perf_counter() - started
+    summary = {"steps": total, "resumed_from_step": start_step, "seconds": seconds, "device": str(device),
+               "steps_per_second": (total - start_step) / seconds if seconds > 0 else math.nan,
+               "processes": group.world_size}
+    if group.is_main:
+        save_checkpoint(Path(out_model), {
+            "kind": MODEL_KIND, "method": method, "config": expected, "version": cryo_pipeline.__version__,
+            "architecture": {"base_channels": cfg.base_channels, "depth": cfg.depth, "norm": cfg.norm},
+            "generator": g.state_dict(), "normalization": batches.normalization,
+            "tilt_range_deg": batches.tilt_range_deg, "store": str(store), "summary": summary})
+        table_text = pd.DataFrame(history, columns=list(LOSS_COLUMNS)).to_csv(sep="\t", index=False,
+                                                                            float_format="%.6g")
+        atomic_write_text(Path(out_losses), table_text)
+    return summary
