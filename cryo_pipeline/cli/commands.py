@@ -303,8 +303,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import train_cryogen
+    from cryo_pipeline.training.distributed import multi_gpu_relaunch_command
 
     cfg = parse_stage_config(stage_configs.TrainConfig, args.config_json, source="train")
+    relaunch = multi_gpu_relaunch_command(args.argv, device=cfg.device)
+    if relaunch is not None:  # several GPUs visible: one process per GPU (data parallel)
+        import subprocess
+
+        subprocess.run(relaunch, check=True)
+        return
     train_cryogen.run(store=args.store, table=_optional_path(args.table), dataset=_dataset(args), cfg=cfg,
                       method=args.method, out_model=args.out_model, out_losses=args.out_losses,
                       checkpoint_dir=args.checkpoint_dir)

@@ -63,3 +63,21 @@ def teardown_process_group(group: ProcessGroup) -> None:
     """Leave the process group (no-op for a single process)."""
     if group.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def multi_gpu_relaunch_command(argv: list[str], *, device: str) -> list[str] | None:
+    """The torchrun command that reruns this CLI call on every visible GPU, or None.
+
+    Used when one job (e.g. one SLURM job with ``--gpus=4``) sees several GPUs and was
+    not itself started by torchrun: the same ``cryo-pipeline`` arguments run as one
+    process per GPU.
+    """
+    if device == "cpu" or "WORLD_SIZE" in os.environ or not torch.cuda.is_available():
+        return None
+    n_gpus = torch.cuda.device_count()
+    if n_gpus < 2:
+        return None
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
+            "-m", "cryo_pipeline.cli.main", *argv]
