@@ -338,3 +338,50 @@ COMMANDS.update(
         "predict-cryogen": ("Tiled inference with a trained generator.", _predict_args, _predict),
     }
 )
+
+
+# --- predict-cryogen-tiles / stitch-tiles (split inference: N jobs + a Dask stitch) ----
+def _predict_tiles_args(p: argparse.ArgumentParser) -> None:
+    _tomogram_args(p)
+    p.add_argument("--model", required=True, type=Path, help="model file from train-cryogen")
+    p.add_argument("--group", required=True, type=int, help="which group of tiles, 0 <= G < N")
+    p.add_argument("--n-groups", required=True, type=int, help="number of groups N the tiles are split into")
+    p.add_argument("--out-tiles", required=True, type=Path, help="tile store (Zarr) to write; record beside it")
+
+
+def _predict_tiles(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import predict_cryogen
+
+    cfg = parse_stage_config(stage_configs.PredictConfig, args.config_json, source="predict")
+    predict_cryogen.run_tile_group(tomogram_path=args.tomogram, model_path=args.model, dataset=_dataset(args),
+                                   cfg=cfg, group=args.group, n_groups=args.n_groups, out_tiles=args.out_tiles)
+
+
+def _stitch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile-stores", required=True, nargs="+", type=Path, help="tile stores of all groups")
+    p.add_argument("--meta", nargs="*", default=[], type=Path, help="the groups' .json records (runtime, device)")
+    p.add_argument("--out", required=True, type=Path, help="stitched MRC to write")
+    p.add_argument("--out-zarr", required=True, type=Path, help="stitched Zarr store to write")
+    p.add_argument("--scheduler-address", default="", help="running Dask scheduler; empty = local cluster "
+                   "of --threads worker processes")
+    p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
+
+
+def _stitch(args: argparse.Namespace) -> None:
+    import os
+
+    from cryo_pipeline.stages import stitch_tiles
+
+    stitch_tiles.run(tile_stores=args.tile_stores, out=args.out, out_zarr=args.out_zarr,
+                     threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
+                     scheduler_address=args.scheduler_address or None, meta_paths=args.meta,
+                     memory_limit_mb=args.memory_limit_mb or None)
+
+
+COMMANDS.update(
+    {
+        "predict-cryogen-tiles": ("Predict one group of tiles (split inference) into a tile store.",
+                                  _predict_tiles_args, _predict_tiles),
+        "stitch-tiles": ("Blend the tile stores of parallel jobs with Dask into one volume.", _stitch_args, _stitch),
+    }
+)

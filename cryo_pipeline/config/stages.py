@@ -199,3 +199,13 @@ class PredictConfig(StageConfig):
         True, description="Put the input's measured Fourier region back into each tile (data consistency)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+    n_jobs: int = Field(
+        1,
+        ge=1,
+        le=4096,
+        description=(
+            "1 = one predict_cryogen job for the whole tomogram; N > 1 = N predict_cryogen_tiles jobs, each "
+            "predicting a contiguous group of tiles, blended by one stitch_cryogen job (Dask). The split mode "
+            "needs every tomogram axis >= tile_px."
+        ),
+    )

@@ -13,9 +13,7 @@ a memory map, memory does not grow with the tomogram.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,61 +21,18 @@ import numpy as np
 import torch
 import zarr
 from torch import nn
-from tqdm import tqdm
 
+from cryo_pipeline.inference.tile_core import (
+    plan_tiles,
+    predict_tile_batches,
+    resolve_normalization,
+    volume_statistics,
+)
 from cryo_pipeline.io.atomic import atomic_write_path
 from cryo_pipeline.io.zarr_store import create_volume_zarr
-from cryo_pipeline.models.unetpp import check_divisible
-from cryo_pipeline.ops.blending import BlendAccumulator, as_zyx, release_pages, slab_ranges
-from cryo_pipeline.ops.wedge import missing_wedge_mask_3d
+from cryo_pipeline.ops.blending import BlendAccumulator
 
 __all__ = ["predict_tiled", "predict_tiled_to_zarr", "volume_statistics"]
-
-
-def volume_statistics(volume: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of a whole volume, computed in z-slabs (float64).
-
-    Parameters
-    ----------
-    volume : `(d, h, w)` array or ``np.memmap``
-        Read slab by slab (pages of a memory map are released after each slab).
-
-    Returns
-    -------
-    (mean, std) : tuple of float
-        Population statistics; slabs are merged with Chan et al.'s pairwise update, so
-        there is no cancellation for large means.
-    """
-    count, mean, m2 = 0, 0.0, 0.0
-    for z0, z1 in slab_ranges(volume.shape[0], int(np.prod(volume.shape[1:]))):
-        slab = np.asarray(volume[z0:z1], dtype=np.float64)
-        n, mu = slab.size, float(slab.mean())
-        s2 = float(np.square(slab - mu).sum())
-        delta, total = mu - mean, count + n
-        mean += delta * n / total
-        m2 += s2 + delta**2 * count * n / total
-        count = total
-        release_pages(volume)
-    return mean, float(np.sqrt(m2 / count))
-
-
-def _normalization(volume: np.ndarray, normalization: tuple[float, float] | None) -> tuple[float, float]:
-    if normalization is None:
-        mean, std = volume_statistics(volume)
-        if not np.isfinite(mean) or not np.isfinite(std):
-            raise ValueError(f"volume statistics are not finite (mean {mean}, std {std}); the volume has NaN/inf")
-        return mean, (std if std > 0 else 1.0)  # a constant volume: only shift it
-    mean, std = (float(v) for v in normalization)
-    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
-        raise ValueError(f"normalization (mean, std) must be finite with std > 0, got {normalization!r}")
-    return mean, std
-
-
-def _model_device_check(model: nn.Module, device: torch.device) -> None:
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type != device.type:
-        raise ValueError(f"model parameters are on {param.device} but device={device}; "
-                         f"move the model first (model.to({str(device)!r}))")
 
 
 def predict_tiled(
@@ -141,69 +96,17 @@ def predict_tiled(
     tile, and the prediction cropped back, so only that axis is padded and the volume
     is never copied as a whole.
     """
-    if volume.ndim != 3:
-        raise ValueError(f"volume must be (d, h, w), got shape {tuple(volume.shape)}")
-    shape = tuple(int(n) for n in volume.shape)
-    tile, overlap = as_zyx(tile_px, "tile_px"), as_zyx(overlap_px, "overlap_px")
-    if min(tile) < 1 or any(not 0 <= o < t for o, t in zip(overlap, tile, strict=True)):
-        raise ValueError(f"need tile_px >= 1 and 0 <= overlap_px < tile_px, got tile {tile}, overlap {overlap}")
-    divisor = int(getattr(model, "divisor", 1))
-    try:
-        check_divisible(tile, divisor)
-    except ValueError as err:
-        raise ValueError(f"tile_px {tile} does not fit the model: {err}") from None
+    plan = plan_tiles(volume, model, tile_px=tile_px, overlap_px=overlap_px)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device)
-    _model_device_check(model, device)
-    mean, std = _normalization(volume, normalization)
-
-    # axes shorter than the tile: one tile spanning the axis, reflect-padded to `tile`
-    eff_tile = tuple(min(t, n) for t, n in zip(tile, shape, strict=True))
-    eff_overlap = tuple(o if t <= n else 0 for o, t, n in zip(overlap, tile, shape, strict=True))
-    pads = tuple(((t - e) // 2, t - e - (t - e) // 2) for t, e in zip(tile, eff_tile, strict=True))
-    crop = tuple(slice(a, a + e) for (a, _), e in zip(pads, eff_tile, strict=True))
-    padded = any(a or b for a, b in pads)
-
-    mask = None
-    if keep_measured:
-        if tilt_range_deg is None:
-            raise ValueError("keep_measured=True needs tilt_range_deg=(tilt_min_deg, tilt_max_deg)")
-        full = missing_wedge_mask_3d(tile, tilt_min_deg=float(tilt_range_deg[0]), tilt_max_deg=float(tilt_range_deg[1]))
-        mask = torch.from_numpy(np.ascontiguousarray(full[..., : tile[2] // 2 + 1])).to(device)  # rfft half
-
-    acc = BlendAccumulator(shape, tile_zyx=eff_tile, overlap_zyx=eff_overlap, out=out)
-    origins = acc.origins
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(origins), desc="predict tiles", unit="tile", file=sys.stderr,
-                                           disable=not progress) as bar:
-            for start in range(0, len(origins), batch_size):
-                batch_origins = origins[start : start + batch_size]
-                tiles = []
-                for o in batch_origins:
-                    region = tuple(slice(int(a), int(a) + e) for a, e in zip(o, eff_tile, strict=True))
-                    t = np.asarray(volume[region], dtype=np.float32)
-                    tiles.append(np.pad(t, pads, mode="reflect") if padded else t)
-                release_pages(volume)
-                x = torch.from_numpy(np.stack(tiles)[:, None]).to(device)
-                x = (x - mean) / std
-                with autocast:
-                    pred = model(x)
-                pred = pred.float()
-                if tuple(pred.shape) != tuple(x.shape):
-                    raise ValueError(f"model returned shape {tuple(pred.shape)} for input {tuple(x.shape)}")
-                if mask is not None:
-                    diff = torch.fft.rfftn(x - pred, dim=(-3, -2, -1))
-                    pred = pred + torch.fft.irfftn(diff * mask, s=tile, dim=(-3, -2, -1))
-                pred = (pred * std + mean)[:, 0].cpu().numpy()
-                for o, p in zip(batch_origins, pred, strict=True):
-                    acc.add(p[crop] if padded else p, o)
-                bar.update(len(batch_origins))
-    finally:
-        model.train(was_training)
+    mean, std = resolve_normalization(volume, normalization)
+    acc = BlendAccumulator(plan.shape, tile_zyx=plan.eff_tile, overlap_zyx=plan.eff_overlap, out=out)
+    for batch_origins, preds in predict_tile_batches(
+        volume, model, acc.origins, plan, batch_size=batch_size, device=device, mean=mean, std=std,
+        keep_measured=keep_measured, tilt_range_deg=tilt_range_deg, progress=progress,
+    ):
+        for o, p in zip(batch_origins, preds, strict=True):
+            acc.add(p, o)
     return acc.finalize()
 
 

@@ -1,4 +1,10 @@
-"""Stage ``predict_cryogen``: tiled, overlapping, blended inference with a trained generator."""
+"""Stage ``predict_cryogen``: tiled, overlapping, blended inference with a trained generator.
+
+:func:`run` predicts and blends the whole tomogram in one job. :func:`run_tile_group`
+(command ``predict-cryogen-tiles``) predicts one of ``n_groups`` groups of tiles into a
+tile store, for the split mode (``predict.n_jobs > 1``); ``stitch-tiles``
+(:mod:`cryo_pipeline.stages.stitch_tiles`) then blends the groups with Dask.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import PredictConfig
+from cryo_pipeline.inference.tile_groups import group_tile_origins, predict_tile_group
 from cryo_pipeline.inference.tiled import predict_tiled_to_zarr
+from cryo_pipeline.io.tile_store import create_tile_store
 from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.models import UNetPlusPlus3d
@@ -33,16 +41,20 @@ def load_generator(model_path: Path, *, device: torch.device) -> tuple[UNetPlusP
     return model.to(device).eval(), state
 
 
-def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, out: Path,
-        out_zarr: Path) -> None:
-    """Correct ``tomogram_path`` with the model; write a Zarr store (streamed) and an MRC copy."""
-    device = resolve_device(cfg.device)
-    model, state = load_generator(model_path, device=device)
+def _check_tile(cfg: PredictConfig, model: UNetPlusPlus3d, model_path: Path) -> None:
     if cfg.tile_px % model.divisor:
         raise ValueError(
             f"predict.tile_px ({cfg.tile_px}) is not divisible by {model.divisor} (= 2**depth of the model "
             f"in {model_path}); use {cfg.tile_px // model.divisor * model.divisor or model.divisor}"
         )
+
+
+def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, out: Path,
+        out_zarr: Path) -> None:
+    """Correct ``tomogram_path`` with the model; write a Zarr store (streamed) and an MRC copy."""
+    device = resolve_device(cfg.device)
+    model, state = load_generator(model_path, device=device)
+    _check_tile(cfg, model, model_path)
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
     tilt_range = tuple(state["tilt_range_deg"])
     start = time.perf_counter()
@@ -66,3 +78,43 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
                          runtime_s=train_s + predict_s, device=str(device),
                          extra={"method": state["method"], "train_s": train_s, "predict_s": predict_s,
                                 "model": str(model_path)})
+
+
+def run_tile_group(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, group: int,
+                   n_groups: int, out_tiles: Path) -> None:
+    """Predict group ``group`` of ``n_groups`` of the tomogram's tiles into a tile store (unblended).
+
+    Writes ``out_tiles`` (:mod:`cryo_pipeline.io.tile_store`, streamed batch by batch)
+    and its record ``out_tiles`` with suffix ``.json`` (``predict_s`` of this group,
+    ``train_s`` from the model's record, ``runtime_s`` = their sum as for :func:`run`).
+    Every axis of the tomogram must be >= ``cfg.tile_px`` (see
+    :mod:`cryo_pipeline.inference.tile_groups`).
+    """
+    device = resolve_device(cfg.device)
+    model, state = load_generator(model_path, device=device)
+    _check_tile(cfg, model, model_path)
+    tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
+    tilt_range = tuple(state["tilt_range_deg"])
+    origins = group_tile_origins(tomogram.shape, tile_px=cfg.tile_px, overlap_px=cfg.overlap_px, group=group,
+                                 n_groups=n_groups)
+    if len(origins) == 0:
+        log.warning("group %d of %d has no tiles (the tomogram %s has fewer tiles than groups); writing an empty "
+                    "tile store", group, n_groups, tuple(tomogram.shape))
+    start = time.perf_counter()
+    with stage_outputs(out_tiles, meta_path_for(out_tiles)) as (tmp_tiles, tmp_meta):
+        store = create_tile_store(tmp_tiles, origins=origins, volume_shape_zyx=tomogram.shape, tile_px=cfg.tile_px,
+                                  overlap_px=cfg.overlap_px, voxel_size_angstrom=voxel_size, group=group,
+                                  n_groups=n_groups, tilt_min_deg=tilt_range[0], tilt_max_deg=tilt_range[1])
+        predict_tile_group(tomogram, model, tile_px=cfg.tile_px, overlap_px=cfg.overlap_px, group=group,
+                           n_groups=n_groups, batch_size=cfg.batch_size, device=device,
+                           normalization=tuple(state["normalization"]), keep_measured=cfg.keep_measured,
+                           tilt_range_deg=tilt_range, out=store)
+        predict_s = time.perf_counter() - start
+        train_s = float(read_stage_meta(meta_path_for(Path(model_path))).get("runtime_s", 0.0))
+        log.info("%s prediction of %d tiles (group %d of %d) of %s %s in %.1f s", state["method"], len(origins),
+                 group, n_groups, dataset.dataset, tuple(tomogram.shape), predict_s)
+        write_stage_meta(tmp_meta, stage="predict_cryogen_tiles", config=cfg, dataset=dataset,
+                         runtime_s=train_s + predict_s, device=str(device),
+                         extra={"method": state["method"], "train_s": train_s, "predict_s": predict_s,
+                                "model": str(model_path), "group": int(group), "n_groups": int(n_groups),
+                                "n_tiles": len(origins)})

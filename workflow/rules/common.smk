@@ -101,6 +101,16 @@ def _preprocessed_tomogram(wildcards):
     return f"{base}/deconvolved.mrc" if _row(wildcards).has_ctf else f"{base}/binned.mrc"
 
 
+def tile_group_outputs(wildcards):
+    """The tile stores and records of the predict.n_jobs predict_cryogen_tiles groups (for stitch_cryogen)."""
+    base = f"results/{wildcards.run}/{wildcards.dataset}/{wildcards.method}/tiles"
+    groups = range(CFG.predict.n_jobs)
+    return {
+        "tiles": [f"{base}/group_{group}.zarr" for group in groups],
+        "meta": [f"{base}/group_{group}.json" for group in groups],
+    }
+
+
 def mask_inputs(wildcards):
     """make_mask reads the deconvolved tomogram (binned when there is no CTF) and a user mask."""
     inputs = {"tomogram": _preprocessed_tomogram(wildcards)}

@@ -1,0 +1,109 @@
+"""Stage ``stitch_tiles``: blend the tile stores of parallel jobs with Dask → Zarr, MRC and a record.
+
+Used by rule ``stitch_cryogen`` (after N ``predict_cryogen_tiles`` jobs) and written to
+be the CN slab stitcher too: the stores come from :mod:`cryo_pipeline.io.tile_store`,
+the blending from :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` on a local
+Dask cluster of ``threads`` single-threaded worker processes (or a running scheduler).
+The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr, MRC,
+``.json`` record), so ``evaluate`` cannot tell the two apart.
+
+Runtime in the record: the groups run in parallel, so
+``runtime_s = train_s + max over groups of predict_s + stitch_s``, where ``train_s``
+is the training time the groups read from the model's record, ``predict_s`` each
+group's prediction time (a record without ``predict_s``, e.g. a CN slab, counts with its
+``runtime_s`` and ``train_s = 0``) and ``stitch_s`` this stage's cluster start-up and
+blending (the MRC copy is not counted, as in ``predict_cryogen``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.io.mrc import open_mrc_for_writing
+from cryo_pipeline.io.zarr_store import open_volume_zarr
+from cryo_pipeline.ops.blending import release_pages
+from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
+from cryo_pipeline.stitch.dask_blend import read_tile_layout, start_cluster, stitch_tile_stores
+
+log = logging.getLogger(__name__)
+
+
+def _records(meta_paths: Sequence[Path]) -> list[dict]:
+    records = []
+    for path in meta_paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"tile group record {path} does not exist (written beside each tile store)")
+        records.append(read_stage_meta(Path(path)))
+    return records
+
+
+def _timing(records: list[dict]) -> tuple[float, float]:
+    """``(train_s, parallel_s)``: the training time and the slowest group's own time."""
+    train_s = max((float(r.get("train_s", 0.0)) for r in records), default=0.0)
+    parallel_s = max((float(r["predict_s"]) if "predict_s" in r else float(r.get("runtime_s", 0.0))
+                      for r in records), default=0.0)
+    return train_s, parallel_s
+
+
+def run(
+    *,
+    tile_stores: Sequence[Path],
+    out: Path,
+    out_zarr: Path,
+    threads: int,
+    scheduler_address: str | None = None,
+    meta_paths: Sequence[Path] = (),
+    memory_limit_mb: int | None = None,
+) -> None:
+    """Stitch ``tile_stores`` into ``out_zarr`` and ``out`` (MRC), with the record ``out`` → ``.json``.
+
+    Parameters
+    ----------
+    tile_stores : sequence of Path
+        Stores that together hold every tile of the grid exactly once.
+    out, out_zarr : Path
+        MRC and Zarr volume to write `(d, h, w)` float32, voxel size from the stores.
+    threads : int
+        Workers of the local Dask cluster (the rule's threads).
+    scheduler_address : str, optional
+        Use a running Dask scheduler instead of a local cluster.
+    meta_paths : sequence of Path
+        The groups' records (for the runtime, device, dataset, method and config).
+    memory_limit_mb : int, optional
+        Memory of the job in MB, split between the local workers (None = Dask's "auto").
+    """
+    records = _records(meta_paths)
+    read_tile_layout(tile_stores)  # fail on missing / duplicated tiles before starting a cluster
+    first = records[0] if records else {}
+    method = first.get("method", "stitched")
+    start = time.perf_counter()
+    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
+        with start_cluster(threads=threads, memory_limit_mb=memory_limit_mb,
+                           scheduler_address=scheduler_address) as client:
+            stitch_tile_stores(tile_stores, tmp_zarr, client=client)
+        stitch_s = time.perf_counter() - start
+        volume = open_volume_zarr(tmp_zarr)
+        voxel_size = float(volume.attrs["voxel_size_angstrom"])
+        step = int(volume.chunks[0])
+        with open_mrc_for_writing(tmp_mrc, volume.shape, voxel_size_angstrom=voxel_size,
+                                  labels=[f"cryo_pipeline {method} prediction, stitched"]) as target:
+            for z in range(0, volume.shape[0], step):
+                target[z : z + step] = volume[z : z + step]
+                release_pages(target)
+        train_s, parallel_s = _timing(records)
+        devices = [str(r.get("device", "cpu")) for r in records]
+        device = next((d for d in devices if d.startswith("cuda")), devices[0] if devices else "cpu")
+        dataset = DatasetRow.model_validate(first["dataset"]) if first.get("dataset") else None
+        log.info("stitched %d tile stores of %s: %s in %.1f s (slowest group %.1f s, training %.1f s)",
+                 len(tile_stores), dataset.dataset if dataset else "?", tuple(volume.shape), stitch_s, parallel_s,
+                 train_s)
+        write_stage_meta(tmp_meta, stage="stitch_tiles", config=None, dataset=dataset,
+                         runtime_s=train_s + parallel_s + stitch_s, device=device,
+                         extra={"method": method, "config": first.get("config", {}), "train_s": train_s,
+                                "predict_s": parallel_s, "stitch_s": stitch_s, "n_groups": len(tile_stores),
+                                "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
+                                "tile_stores": [str(p) for p in tile_stores], "model": first.get("model")})
