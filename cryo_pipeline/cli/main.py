@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, ValidationError) as error:
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, ValidationError,
+            FloatingPointError) as error:
         message = str(error).replace("\n", " ")
         log.debug("user error", exc_info=True)  # the traceback with -v; the message once, below
         print(f"error: {message}", file=sys.stderr)

@@ -9,6 +9,7 @@ tile store, for the split mode (``predict.n_jobs > 1``); ``stitch-tiles``
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from pathlib import Path
 
@@ -32,9 +33,15 @@ _SLAB_Z = 16
 
 def load_generator(model_path: Path, *, device: torch.device) -> tuple[UNetPlusPlus3d, dict]:
     """Rebuild the generator from a model file written by ``train_cryogen``."""
-    state = torch.load(Path(model_path), map_location=device, weights_only=False)
+    try:
+        state = torch.load(Path(model_path), map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # not a torch file at all
+        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen): "
+                         f"torch.load cannot read it ({err})") from None
     if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
-        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen)")
+        hint = "; it is a training checkpoint, pass the model file (--out-model of train-cryogen)" if (
+            isinstance(state, dict) and "opt_g" in state) else ""
+        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen){hint}")
     arch = state["architecture"]
     model = UNetPlusPlus3d(1, 1, base_channels=arch["base_channels"], depth=arch["depth"], norm=arch["norm"])
     model.load_state_dict(state["generator"])

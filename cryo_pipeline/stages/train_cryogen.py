@@ -31,7 +31,7 @@ def run(
     summary = train(store=Path(store), cfg=cfg, method=method, out_model=Path(out_model),
                     out_losses=Path(out_losses), checkpoint_dir=Path(checkpoint_dir),
                     table=Path(table) if table else None)
-    if summary.get("processes", 1) > 1 and not Path(out_model).is_file():
+    if summary.get("rank", 0) != 0:
         return  # not the main process of a torchrun group
     log.info("%s of %s: %d steps in %.1f s (%.2f steps/s) on %s", method, dataset.dataset, summary["steps"],
              summary["seconds"], summary["steps_per_second"], summary["device"])

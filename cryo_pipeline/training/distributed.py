@@ -59,6 +59,15 @@ def average_gradients(module: torch.nn.Module, group: ProcessGroup) -> None:
                 parameter.grad /= group.world_size
 
 
+def gather_objects(obj, group: ProcessGroup) -> list:
+    """Every process's ``obj`` (picklable), in rank order; collective, a 1-list for one process."""
+    if group.world_size <= 1:
+        return [obj]
+    gathered: list = [None] * group.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def teardown_process_group(group: ProcessGroup) -> None:
     """Leave the process group (no-op for a single process)."""
     if group.world_size > 1 and dist.is_initialized():

@@ -1,7 +1,7 @@
 """The outer training loop: epochs, schedules, checkpoints, resume, loss log, final model.
 
-A checkpoint (models, optimisers, schedulers, every random state, the step, the loss
-history and the config) is written atomically at the end of every epoch to
+A checkpoint (models, optimisers, schedulers, every random state of every process, the
+step, the loss history and the config) is written atomically at the end of every epoch to
 ``<checkpoint_dir>/last.pt``. Starting again with the same config resumes from it: the
 step counter, learning-rate schedule and λ schedule continue where they stopped.
 """
@@ -32,7 +32,12 @@ from cryo_pipeline.training.cryogen import (
     resolve_device,
 )
 from cryo_pipeline.training.data import SubtomoBatches
-from cryo_pipeline.training.distributed import broadcast_parameters, setup_process_group, teardown_process_group
+from cryo_pipeline.training.distributed import (
+    broadcast_parameters,
+    gather_objects,
+    setup_process_group,
+    teardown_process_group,
+)
 from cryo_pipeline.training.schedules import consistency_weight, warmup_linear_decay
 
 log = logging.getLogger(__name__)
@@ -72,7 +77,10 @@ def train(
 
 
 def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, device, group) -> dict[str, Any]:
-    check_divisible((cfg.crop_px,) * 3, 2**cfg.depth)
+    try:
+        check_divisible((cfg.crop_px,) * 3, 2**cfg.depth)
+    except ValueError as err:
+        raise ValueError(f"train.crop_px ({cfg.crop_px}) does not fit train.depth ({cfg.depth}): {err}") from None
     batches = SubtomoBatches(Path(store), crop_px=cfg.crop_px, table=table)
     torch.manual_seed(cfg.seed)
     g = build_generator(cfg).to(device)
@@ -98,8 +106,15 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
             e.load_state_dict(state["energy"])
             opt_e.load_state_dict(state["opt_e"])
             sched_e.load_state_dict(state["sched_e"])
-        rng.set_state(state["generator_rng"])
-        restore_rng_state(state["rng"])
+        # each process continues its own random streams (rank 0's alone would make every rank draw the same data)
+        per_rank = state.get("rank_rng") or [{"generator_rng": state["generator_rng"], "rng": state["rng"]}]
+        if group.rank < len(per_rank):
+            rng.set_state(per_rank[group.rank]["generator_rng"])
+            restore_rng_state(per_rank[group.rank]["rng"])
+        else:
+            log.warning("checkpoint %s holds random states of %d process(es); process %d starts fresh streams",
+                        checkpoint, len(per_rank), group.rank)
+            rng.manual_seed(cfg.seed + 1000 * group.rank + int(state["step"]))
         start_step, history = int(state["step"]), list(state["history"])
         log.info("resuming %s training from %s at step %d", method, checkpoint, start_step)
     stepper = CryoGenStep(cfg=cfg, method=method, tilt_range_deg=batches.tilt_range_deg, device=device,
@@ -127,20 +142,23 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
         sched_g.step()
         if sched_e is not None:
             sched_e.step()
-        if (step + 1) % cfg.steps_per_epoch == 0 and group.is_main:
-            state = {"config": expected, "step": step + 1, "history": history, "generator": g.state_dict(),
-                     "opt_g": opt_g.state_dict(), "sched_g": sched_g.state_dict(), "generator_rng": rng.get_state(),
-                     "rng": rng_state()}
-            if e is not None:
-                state.update(energy=e.state_dict(), opt_e=opt_e.state_dict(), sched_e=sched_e.state_dict())
-            save_checkpoint(checkpoint, state)
-            last_good = checkpoint
-            log.info("epoch %d/%d done (step %d): consistency %.4g, data %.4g, energy %.4g, lambda %.3g",
-                     epoch + 1, cfg.epochs, step + 1, losses.consistency, losses.data, losses.energy, lam)
+        if (step + 1) % cfg.steps_per_epoch == 0:
+            # collective: every process hands over its random states, rank 0 writes them
+            rank_rng = gather_objects({"generator_rng": rng.get_state(), "rng": rng_state()}, group)
+            if group.is_main:
+                state = {"config": expected, "step": step + 1, "history": history, "generator": g.state_dict(),
+                         "opt_g": opt_g.state_dict(), "sched_g": sched_g.state_dict(),
+                         "generator_rng": rng.get_state(), "rng": rng_state(), "rank_rng": rank_rng}
+                if e is not None:
+                    state.update(energy=e.state_dict(), opt_e=opt_e.state_dict(), sched_e=sched_e.state_dict())
+                save_checkpoint(checkpoint, state)
+                last_good = checkpoint
+                log.info("epoch %d/%d done (step %d): consistency %.4g, data %.4g, energy %.4g, lambda %.3g",
+                         epoch + 1, cfg.epochs, step + 1, losses.consistency, losses.data, losses.energy, lam)
     seconds = time.perf_counter() - started
     summary = {"steps": total, "resumed_from_step": start_step, "seconds": seconds, "device": str(device),
                "steps_per_second": (total - start_step) / seconds if seconds > 0 else math.nan,
-               "processes": group.world_size}
+               "processes": group.world_size, "rank": group.rank}
     if group.is_main:
         save_checkpoint(Path(out_model), {
             "kind": MODEL_KIND, "method": method, "config": expected, "version": cryo_pipeline.__version__,
