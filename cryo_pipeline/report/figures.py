@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -74,16 +75,22 @@ def _views(volume: np.ndarray | VolumeViews) -> VolumeViews:
 
 
 @contextmanager
-def _subplots(nrows: int, ncols: int, figsize: tuple[float, float]) -> Iterator[tuple[Figure, np.ndarray]]:
-    """A figure with a 2D array of axes, closed on exit even when plotting fails."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained")
+def closing_subplots(
+    nrows: int, ncols: int, figsize: tuple[float, float], **subplot_kw: Any
+) -> Iterator[tuple[Figure, np.ndarray]]:
+    """A figure with a 2D array of axes, closed on exit even when plotting fails.
+
+    Extra keywords go to ``plt.subplots`` (e.g. ``gridspec_kw``).
+    """
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", **subplot_kw)
     try:
         yield fig, axes
     finally:
         plt.close(fig)
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (the report's resolution)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
     return buf.getvalue()
@@ -136,7 +143,7 @@ def orthoslices_figure(volumes: Mapping[str, np.ndarray | VolumeViews], *, share
     labels = list(views)
     ref = _reference_keys(labels, reference)
     shared = _percentile_range([s for k in ref for s in (views[k].xy, views[k].xz, views[k].yz)], 1, 99)
-    with _subplots(len(labels), 3, figsize=(3 * _PANEL_IN, len(labels) * _PANEL_IN)) as (fig, axes):
+    with closing_subplots(len(labels), 3, figsize=(3 * _PANEL_IN, len(labels) * _PANEL_IN)) as (fig, axes):
         titles = ("XY (z centre)", "XZ (y centre)", "YZ (x centre)")
         for row, label in enumerate(labels):
             v = views[label]
@@ -149,7 +156,7 @@ def orthoslices_figure(volumes: Mapping[str, np.ndarray | VolumeViews], *, share
                 if row == 0:
                     ax.set_title(titles[col], fontsize=10)
             axes[row, 0].set_ylabel(label, fontsize=10)
-        return _png(fig)
+        return figure_png(fig)
 
 
 def fourier_log_amplitude(volume: np.ndarray | VolumeViews) -> np.ndarray:
@@ -205,7 +212,7 @@ def fourier_slices_figure(volumes: Mapping[str, np.ndarray | VolumeViews], *,
     labels = list(slices)
     vmin, vmax = _percentile_range([slices[k] for k in _reference_keys(labels, reference)], 2, 99.9)
     unit = "1/Å" if voxel_size_angstrom else "cycles/voxel"
-    with _subplots(1, len(labels), figsize=(len(labels) * _PANEL_IN + 0.8, _PANEL_IN + 0.6)) as (fig, axes):
+    with closing_subplots(1, len(labels), figsize=(len(labels) * _PANEL_IN + 0.8, _PANEL_IN + 0.6)) as (fig, axes):
         image = None
         for ax, label in zip(axes[0], labels, strict=True):
             data = slices[label]
@@ -226,7 +233,7 @@ def fourier_slices_figure(volumes: Mapping[str, np.ndarray | VolumeViews], *,
             ax.tick_params(labelsize=7)
         axes[0, 0].set_ylabel(f"k_z ({unit})", fontsize=8)
         fig.colorbar(image, ax=axes[0, -1], label="log10 |F|", shrink=0.8)
-        return _png(fig)
+        return figure_png(fig)
 
 
 _FSC_PANELS = (("fsc_curve", "FSC (all of Fourier space)"),
@@ -252,7 +259,7 @@ def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]]) -> 
     panels = [(k, t) for k, t in _FSC_PANELS if any(len(c.get(k, ())) for c in curves.values())]
     if not panels:
         raise ValueError("fsc_figure needs at least one non-empty FSC curve")
-    with _subplots(1, len(panels), figsize=(len(panels) * 3.6, 3.2)) as (fig, axes):
+    with closing_subplots(1, len(panels), figsize=(len(panels) * 3.6, 3.2)) as (fig, axes):
         for ax, (key, title) in zip(axes[0], panels, strict=True):
             for method, curve in curves.items():
                 values = np.asarray(curve.get(key, ()), dtype=np.float64)
@@ -275,7 +282,7 @@ def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]]) -> 
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
         axes[0, 0].set_ylabel("correlation", fontsize=9)
-        return _png(fig)
+        return figure_png(fig)
 
 
 def metric_bars_figure(table: pd.DataFrame) -> bytes:
@@ -299,7 +306,7 @@ def metric_bars_figure(table: pd.DataFrame) -> bytes:
     datasets = list(dict.fromkeys(scored["dataset"]))
     methods = list(dict.fromkeys(scored["method"]))
     width = 0.8 / len(methods)
-    with _subplots(1, 2, figsize=(max(6.5, 1.2 * len(datasets) * 2 + 3), 3.4)) as (fig, axes):
+    with closing_subplots(1, 2, figsize=(max(6.5, 1.2 * len(datasets) * 2 + 3), 3.4)) as (fig, axes):
         x = np.arange(len(datasets))
         for ax, (column, title) in zip(axes[0], families, strict=True):
             for i, method in enumerate(methods):
@@ -312,4 +319,4 @@ def metric_bars_figure(table: pd.DataFrame) -> bytes:
             ax.set_title(title, fontsize=10)
             ax.grid(axis="y", alpha=0.3)
         fig.legend(loc="outside right upper", fontsize=8)
-        return _png(fig)
+        return figure_png(fig)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from cryo_pipeline.report.figures import closing_subplots, figure_png
 
 TERMS = (
     ("loss_consistency", "consistency"),
@@ -32,8 +29,7 @@ def read_loss_table(path: Path) -> tuple[str, str, pd.DataFrame]:
 def loss_curves_figure(tables: Mapping[str, pd.DataFrame]) -> bytes:
     """One panel per loss term present, one line per method; plus λ and the learning rate."""
     terms = [(col, label) for col, label in TERMS if any(col in t and t[col].abs().sum() > 0 for t in tables.values())]
-    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(3.6 * (len(terms) + 1), 3.2), squeeze=False)
-    try:
+    with closing_subplots(1, len(terms) + 1, figsize=(3.6 * (len(terms) + 1), 3.2)) as (fig, axes):
         for ax, (column, label) in zip(axes[0], terms, strict=False):
             for method, table in tables.items():
                 if column in table and table[column].abs().sum() > 0:
@@ -52,9 +48,4 @@ def loss_curves_figure(tables: Mapping[str, pd.DataFrame]) -> bytes:
         for ax in axes[0]:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90)
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
+        return figure_png(fig)

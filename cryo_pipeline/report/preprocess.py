@@ -12,15 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cryo_pipeline.io.mrc import read_mrc  # noqa: E402
-from cryo_pipeline.report.figures import png_data_uri  # noqa: E402
-from cryo_pipeline.report.html import FigureBlock  # noqa: E402
+from cryo_pipeline.io.mrc import read_mrc_memmap
+from cryo_pipeline.report.figures import closing_subplots, figure_png, png_data_uri
+from cryo_pipeline.report.html import FigureBlock
 
 RECORD_KEYS = ("tomogram_path", "mask_path", "mask_fraction", "n_cubes", "n_val", "cube_size_px")
 
@@ -46,9 +42,9 @@ def mask_overlay_figure(tomogram: np.ndarray, mask: np.ndarray) -> bytes:
     d, h, _ = tomogram.shape
     slices = [("XY (z centre)", tomogram[d // 2], mask[d // 2]), ("XZ (y centre)", tomogram[:, h // 2], mask[:, h // 2])]
     lo, hi = np.percentile(np.concatenate([s[1].ravel() for s in slices]), [1, 99])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [s[1].shape[1] / s[1].shape[0] for s in slices]})
-    try:
-        for ax, (title, image, region) in zip(axes, slices, strict=True):
+    ratios = [image.shape[1] / image.shape[0] for _, image, _ in slices]
+    with closing_subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": ratios}) as (fig, axes):
+        for ax, (title, image, region) in zip(axes[0], slices, strict=True):
             ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             overlay = np.zeros((*region.shape, 4))
             overlay[region > 0] = (1.0, 0.35, 0.1, 0.35)
@@ -56,20 +52,13 @@ def mask_overlay_figure(tomogram: np.ndarray, mask: np.ndarray) -> bytes:
             ax.set_title(title, fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.tight_layout()
-        import io
-
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90)
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
+        return figure_png(fig)
 
 
 def preprocess_blocks(record: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[FigureBlock]]:
     """Facts and figures of one dataset's preprocessing (reads its tomogram and mask)."""
-    tomogram = read_mrc(Path(record["tomogram_path"])).data
-    mask = read_mrc(Path(record["mask_path"])).data
+    tomogram, _ = read_mrc_memmap(Path(record["tomogram_path"]))  # only two slices are read
+    mask, _ = read_mrc_memmap(Path(record["mask_path"]))
     facts = [
         ("preprocessed tomogram", str(record["tomogram_path"])),
         ("mask fraction", f"{100.0 * float(record['mask_fraction']):.1f} % of voxels"),

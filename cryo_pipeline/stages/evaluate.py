@@ -18,6 +18,7 @@ from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
 from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
+from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: 
     """
     if dataset.kind == "tiltseries" and dataset.angles:
         angles = read_tilt_angles(Path(dataset.angles))
-        inside = (angles >= dataset.tilt_min_deg - 1e-2) & (angles <= dataset.tilt_max_deg + 1e-2)
-        return angles[inside]
+        return angles[select_tilts_in_range(angles, tilt_min_deg=dataset.tilt_min_deg,
+                                            tilt_max_deg=dataset.tilt_max_deg)]
     if dataset.corruption == "fourier":
         step = min(cfg.default_tilt_step_deg, float(np.degrees(2.0 / max(shape_zyx))))
         return dataset.nominal_angles_deg(default_step_deg=step, force_step=True)

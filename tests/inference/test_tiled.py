@@ -15,13 +15,7 @@ from cryo_pipeline.ops.wedge import apply_missing_wedge_3d
 TILT = (-60.0, 45.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Identity(nn.Identity):

@@ -10,13 +10,7 @@ from torch.nn.utils import parametrize
 from cryo_pipeline.models import EnergyModel3d, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 16), (32, 32, 32), (48, 48, 48), (16, 40, 24)])

@@ -9,13 +9,7 @@ from torch import nn
 from cryo_pipeline.models import UNetPlusPlus3d, check_divisible, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("depth", "shape"), [(2, (8, 12, 20)), (3, (16, 16, 16)), (3, (16, 32, 24))])

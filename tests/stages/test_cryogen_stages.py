@@ -30,12 +30,7 @@ TINY = TrainConfig(crop_px=16, base_channels=4, depth=2, batch_size=1, epochs=2,
                    disc_channels=4, learning_rate=1e-3, learning_rate_energy=1e-3, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -40,12 +40,7 @@ DIVERGING = {**TINY, "learning_rate": 1.0, "learning_rate_energy": 1.0, "norm": 
 ROW = {"dataset": "tiny", "kind": "tomogram", "source": "x.mrc", "tilt_min_deg": -60.0, "tilt_max_deg": 60.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_store(path: Path, *, n: int = 6, cube: int = 24) -> Path:

@@ -19,12 +19,7 @@ from cryo_pipeline.training.losses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cube(c: int, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import EvaluateConfig, ExtractConfig, MaskConfig, PredictConfig, TrainConfig
@@ -21,7 +20,7 @@ from cryo_pipeline.ops.phantoms import make_phantom
 from cryo_pipeline.ops.wedge import apply_missing_wedge_3d
 from cryo_pipeline.stages import evaluate, extract_subtomos, make_mask, predict_cryogen, train_cryogen
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 ROW = DatasetRow.model_validate({"dataset": "sphere", "kind": "synthetic", "source": "hollow_sphere",
                                  "voxel_size_angstrom": 10.0, "tilt_min_deg": -60.0, "tilt_max_deg": 60.0,
@@ -31,12 +30,6 @@ BUDGET = TrainConfig(crop_px=32, base_channels=8, depth=2, batch_size=2, epochs=
 LOW_SHELLS = slice(1, 9)  # shells 1..8 of 32: the low-frequency half
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _evaluate(folder: Path, name: str, volume: Path) -> tuple[pd.Series, dict]:
