@@ -27,7 +27,8 @@ from cryo_pipeline.io.mrc import open_mrc_for_writing
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.ops.blending import release_pages
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
-from cryo_pipeline.stitch.dask_blend import read_tile_layout, start_cluster, stitch_tile_stores
+from cryo_pipeline.stitch.cluster import start_cluster
+from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
 
 log = logging.getLogger(__name__)
 

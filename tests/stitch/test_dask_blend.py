@@ -10,7 +10,8 @@ import pytest
 from cryo_pipeline.io.tile_store import write_tile_store
 from cryo_pipeline.io.zarr_store import open_volume_zarr, read_volume_zarr
 from cryo_pipeline.ops.blending import tile_origins_3d
-from cryo_pipeline.stitch.dask_blend import read_tile_layout, start_cluster, stitch_tile_stores
+from cryo_pipeline.stitch.cluster import start_cluster
+from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
 
 SHAPE = (37, 50, 29)  # no axis a multiple of the tile or the chunk
 TILE, OVERLAP = (16, 24, 12), (4, 6, 3)
