@@ -57,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, ValidationError,
-            FloatingPointError) as error:
-        message = str(error).replace("\n", " ")
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+            ValidationError, FloatingPointError) as error:
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            message = f"{error.filename}: {error.strerror}"
+            if isinstance(error, (FileExistsError, NotADirectoryError)):
+                message += " (a file is where a folder should be)"
+        else:
+            message = str(error).replace("\n", " ")
         log.debug("user error", exc_info=True)  # the traceback with -v; the message once, below
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from cryo_pipeline.config.stages import (
     BinConfig,
+    CnConfig,
     DeconvolveConfig,
     EvaluateConfig,
     ExtractConfig,
@@ -19,13 +21,14 @@ from cryo_pipeline.config.stages import (
     ReportConfig,
     SimulateConfig,
     StageConfig,
+    StitchConfig,
     TrainConfig,
     WbpConfig,
 )
 
 STAGE_SECTIONS = (
     "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "train", "predict",
-    "evaluate", "report",
+    "cn", "stitch", "evaluate", "report",
 )
 
 
@@ -48,16 +51,100 @@ class PipelineConfig(StageConfig):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    cn: CnConfig = Field(default_factory=CnConfig)
+    stitch: StitchConfig = Field(default_factory=StitchConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
 
-def format_validation_error(error: ValidationError, *, source: str) -> str:
+# Errors whose pydantic message says what is wrong but not what is allowed ("Input should be a
+# valid integer"): the line gets "; allowed: <what the field's schema allows>".
+_TYPE_ERRORS = frozenset({
+    "int_parsing", "int_from_float", "int_type", "float_parsing", "float_type", "finite_number", "bool_parsing",
+    "bool_type", "string_type", "model_type", "model_attributes_type", "dict_type", "tuple_type", "list_type",
+    "none_required", "missing",
+})
+
+
+def _known_models() -> dict[str, type[BaseModel]]:
+    """The config and sheet models by class name (a ValidationError names its model only)."""
+    from cryo_pipeline.config.dataset import DatasetRow
+
+    found: dict[str, type[BaseModel]] = {"DatasetRow": DatasetRow}
+    pending: list[type[BaseModel]] = [StageConfig]
+    while pending:
+        model = pending.pop()
+        found[model.__name__] = model
+        pending.extend(model.__subclasses__())
+    return found
+
+
+def _describe(node: dict, defs: dict) -> str:
+    """What a JSON-schema node allows, in words: ``an integer >= 1 and <= 256``, ``one of 'a', 'b'``."""
+    node = defs.get(node["$ref"].rsplit("/", 1)[-1], {}) if "$ref" in node else node
+    if "anyOf" in node:
+        return " or ".join(_describe(branch, defs) for branch in node["anyOf"])
+    if "enum" in node or "const" in node:
+        return "one of " + ", ".join(repr(v) for v in node.get("enum", [node.get("const")]))
+    kind = node.get("type")
+    if kind in ("integer", "number"):
+        bounds = [f"{op} {node[k]:g}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                    ("maximum", "<="), ("exclusiveMaximum", "<")) if k in node]
+        return ("an integer" if kind == "integer" else "a number") + (" " + " and ".join(bounds) if bounds else "")
+    if kind == "boolean":
+        return "true or false"
+    if kind == "null":
+        return "empty"
+    if kind == "string":
+        return f"text matching {node['pattern']}" if "pattern" in node else "text"
+    if kind == "array":
+        items = node.get("prefixItems") or [node.get("items", {})]
+        return f"a list of {len(items)} items" if "prefixItems" in node else f"a list of ({_describe(items[0], defs)})"
+    if kind == "object" and "properties" in node:
+        return "a mapping with keys " + ", ".join(node["properties"])
+    return kind or "see the schema"
+
+
+@functools.cache
+def _validation_schema(model: type[BaseModel]) -> dict:
+    return model.model_json_schema(mode="validation")
+
+
+def _allowed(model: type[BaseModel] | None, loc: tuple) -> str | None:
+    """What the model's schema allows at ``loc``, or None when unknown."""
+    if model is None:
+        return None
+    schema = _validation_schema(model)
+    defs = schema.get("$defs", {})
+    node: dict = schema
+    for part in loc:
+        while "$ref" in node or "anyOf" in node:
+            if "$ref" in node:
+                node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+            else:  # the non-null branch of an optional field
+                node = next((b for b in node["anyOf"] if b.get("type") != "null"), {})
+        if isinstance(part, int):
+            items = node.get("prefixItems")
+            node = items[part] if items and part < len(items) else node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+        if not node:
+            return None
+    return _describe(node, defs)
+
+
+def format_validation_error(
+    error: ValidationError, *, source: str, model: type[BaseModel] | None = None
+) -> str:
     """One line per problem: ``<source>: key.path: message (got value)``.
 
     A whole-model check (e.g. ``tilt_min_deg < tilt_max_deg``) has no key; its message
-    already names the values, so the whole input mapping is not repeated.
+    already names the values, so the whole input mapping is not repeated. A wrong type
+    (``"abc"`` for an integer) also says what is allowed, from the schema of ``model``
+    (default: the config or sheet model the error names):
+    ``...(got 'abc'); allowed: an integer >= 1 and <= 256``.
     """
+    model = model or _known_models().get(error.title)
     lines = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
@@ -65,8 +152,13 @@ def format_validation_error(error: ValidationError, *, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"])
         if not key and isinstance(got, dict):
             lines.append(f"{source}: {message}")
+            continue
+        if item["type"] == "missing":  # its "input" is the whole mapping around the key: not repeated
+            line = f"{source}: {key}: {message}"
         else:
-            lines.append(f"{source}: {key or '<top>'}: {message} (got {got!r})")
+            line = f"{source}: {key or '<top>'}: {message} (got {got!r})"
+        allowed = _allowed(model, tuple(item["loc"])) if item["type"] in _TYPE_ERRORS and key else None
+        lines.append(f"{line}; allowed: {allowed}" if allowed else line)
     return "; ".join(lines)
 
 
@@ -75,7 +167,7 @@ def parse_pipeline_config(data: dict, *, source: str = "config") -> PipelineConf
     try:
         return PipelineConfig.model_validate(data or {})
     except ValidationError as error:
-        raise ValueError(format_validation_error(error, source=source)) from None
+        raise ValueError(format_validation_error(error, source=source, model=PipelineConfig)) from None
 
 
 def load_pipeline_config(path: Path) -> PipelineConfig:
@@ -95,4 +187,4 @@ def parse_stage_config(model: type[StageConfig], text: str | None, *, source: st
     try:
         return model.model_validate_json(text) if text else model()
     except ValidationError as error:
-        raise ValueError(format_validation_error(error, source=source)) from None
+        raise ValueError(format_validation_error(error, source=source, model=model)) from None

@@ -27,11 +27,13 @@ _TILT = re.compile(r"^TiltAngle\s*=\s*(.*)$", re.IGNORECASE)
 
 def _read_text(path: Path) -> str:
     try:
+        if path.exists() and not path.is_file():  # a directory; a pipe would block, a device never end
+            raise ValueError(f"{path}: cannot read tilt angle file (it is not a regular file)")
         raw = path.read_bytes()
     except OSError as err:
         raise ValueError(f"{path}: cannot read tilt angle file ({err.strerror or err})") from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of line 1
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not a text file (byte {err.start} is not UTF-8)") from None
 

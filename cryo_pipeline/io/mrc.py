@@ -5,7 +5,9 @@ Supported modes: 0 (int8, signed as MRC2014 says), 1 (int16), 2 (float32),
 6 (uint16) and 12 (float16). Old, non-conformant headers (e.g. FEI 2003 headers
 without the ``MAP`` ID) are read permissively. Before any data is read the header
 is checked against the file size, so a truncated or foreign file fails with one
-line naming the path and the problem, never with a bare ``None`` or a warning.
+line naming the path and the problem, never with a bare ``None`` or a warning; the
+data block is then read exactly as that checked header declares it (mrcfile's header
+layout, numpy for the data), so the header checks and the data read never disagree.
 The voxel size is never silently 1: a header voxel size of 0 is an error unless
 an explicit value is passed.
 """
@@ -16,7 +18,7 @@ import logging
 import math
 import mmap
 import os
-import warnings
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ __all__ = [
 _MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
 _UNSUPPORTED = {3: "complex int16", 4: "complex float32", 101: "4-bit packed"}
 _MAX_VOXELS = 2**31
+_PLAUSIBLE_VOXEL_ANGSTROM = (1e-3, 1e5)  # a header voxel size outside this is corruption, not a microscope
 _WRITE_DTYPES = (np.int8, np.int16, np.uint16, np.float16, np.float32)
 
 
@@ -71,7 +74,11 @@ class MrcVolume:
 def _parse_header(path: Path) -> dict[str, Any]:
     """Read and check the 1024-byte header without touching the data block."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a pipe would block open(), a device never end
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise MrcFormatError(f"{path}: cannot open (it is {what}; give an MRC file)")
+        size = info.st_size
         with open(path, "rb") as fh:
             raw = fh.read(HEADER_DTYPE.itemsize)
     except OSError as err:
@@ -95,7 +102,7 @@ def _parse_header(path: Path) -> dict[str, Any]:
     nx, ny, nz, nsymbt = (int(h[k]) for k in ("nx", "ny", "nz", "nsymbt"))
     if min(nx, ny, nz) <= 0 or nsymbt < 0:
         raise MrcFormatError(f"{path}: invalid MRC header: dimensions (nx, ny, nz) = ({nx}, {ny}, {nz}) "
-                             f"and extended header size {nsymbt} must be positive")
+                             f"must be positive and the extended header size ({nsymbt}) >= 0")
     n_voxels = nx * ny * nz
     if n_voxels > _MAX_VOXELS:
         raise MrcFormatError(f"{path}: MRC header declares {nz} x {ny} x {nx} = {n_voxels} voxels "
@@ -151,7 +158,7 @@ def read_mrc_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         ``shape_zyx`` (3 ints), ``mode``, ``dtype`` (stored dtype name),
-        ``voxel_size_angstrom`` (x spacing, 0.0 if the header has none),
+        ``voxel_size_angstrom`` (x spacing as stored, 0.0 if ``mx`` is 0; unchecked here),
         ``voxel_size_xyz_angstrom``, ``origin_angstrom`` (zyx), ``extended_header_bytes``,
         ``has_map_id`` and ``labels``.
 
@@ -171,12 +178,16 @@ def _voxel_size(header: dict[str, Any], override: float | None, allow_missing: b
             raise ValueError(f"{path}: voxel_size_angstrom override must be a positive number, got {override}")
         return float(override)
     vx, vy, vz = header["voxel_size_xyz_angstrom"]
-    if not (math.isfinite(vx) and vx > 0):
+    lowest, highest = _PLAUSIBLE_VOXEL_ANGSTROM
+    if not (math.isfinite(vx) and lowest <= vx <= highest):
+        missing = not (math.isfinite(vx) and vx > 0)
         if allow_missing:
-            logger.warning("%s: the MRC header has no voxel size; using 0.0 (unknown)", path)
+            logger.warning("%s: the MRC header has no usable voxel size (%g Å); using 0.0 (unknown)", path, vx)
             return 0.0
+        problem = (f"has no voxel size (voxel size {vx} Å)" if missing else
+                   f"voxel size {vx:g} Å is implausible (outside {lowest:g}..{highest:g} Å: a corrupt header?)")
         raise ValueError(
-            f"{path}: the MRC header has no voxel size (voxel size {vx} Å); pass it explicitly "
+            f"{path}: the MRC header {problem}; pass it explicitly "
             "(voxel_size_angstrom=..., --voxel-size-angstrom, or the dataset sheet's voxel_size_angstrom column)")
     if any(v > 0 and abs(v - vx) > 1e-4 * vx for v in (vy, vz)):
         logger.warning("%s: anisotropic voxel size (x, y, z) = (%g, %g, %g) Å; using x = %g Å",
@@ -217,22 +228,11 @@ def read_mrc(
     header = _parse_header(Path(path))
     path = header["path"]
     voxel = _voxel_size(header, voxel_size_angstrom, allow_missing_voxel_size)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-                stored = mrc.data
-                if stored is None:
-                    raise MrcFormatError(f"{path}: mrcfile could not read the data block")
-                data = np.asarray(stored).reshape(header["_stored_shape"]).astype(np.float32)
-                del stored
-        except (OSError, ValueError) as err:
-            if isinstance(err, MrcFormatError):
-                raise
-            raise MrcFormatError(f"{path}: cannot read MRC data ({err})") from None
-    for w in caught:
-        logger.debug("%s: mrcfile: %s", path, w.message)
-    data = np.ascontiguousarray(data.transpose(header["_perm"]))
+    # The data block is read as the checked header declares it (not re-derived by mrcfile,
+    # whose volume-stack shape nz // mz fails on mz = 0 or mz not dividing nz).
+    stored = _map_data(header, what="read")
+    data = np.ascontiguousarray(stored.astype(np.float32).transpose(header["_perm"]))
+    del stored
     if header["mode"] in (2, 12):
         n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if n_bad:
@@ -306,13 +306,14 @@ def write_mrc(
 
 
 def read_mrc_memmap(
-    path: str | os.PathLike[str], *, voxel_size_angstrom: float | None = None
+    path: str | os.PathLike[str], *, voxel_size_angstrom: float | None = None, require_finite: bool = False
 ) -> tuple[np.memmap, float]:
     """Memory-map an MRC volume read-only, without reading its data (for large tomograms).
 
     The header goes through the same checks as :func:`read_mrc` (size, mode, axis map).
-    Unlike :func:`read_mrc` the values are neither converted nor checked for NaN/Inf:
-    a consumer that streams the data (e.g. chunked deconvolution) checks what it reads.
+    Unlike :func:`read_mrc` the values are neither converted nor checked for NaN/Inf
+    unless ``require_finite`` is set: a consumer that streams the data (e.g. chunked
+    deconvolution) checks what it reads.
 
     Parameters
     ----------
@@ -320,6 +321,9 @@ def read_mrc_memmap(
         MRC file.
     voxel_size_angstrom : float, optional
         Overrides the header's voxel size (> 0).
+    require_finite : bool
+        Scan the data once, slab by slab (bounded memory), and raise like
+        :func:`read_mrc` if any voxel is NaN or Inf.
 
     Returns
     -------
@@ -331,18 +335,30 @@ def read_mrc_memmap(
     Raises
     ------
     MrcFormatError
-        Not an MRC file, unsupported mode, bad dimensions or truncated data.
+        Not an MRC file, unsupported mode, bad dimensions, truncated data, or (with
+        ``require_finite``) NaN/Inf voxels.
     ValueError
         No voxel size in the header and no override given.
     """
     header = _parse_header(Path(path))
     voxel = _voxel_size(header, voxel_size_angstrom, False)
+    data = _map_data(header, what="memory-map")
+    if require_finite and data.dtype.kind == "f":
+        step = max(1, 2**22 // (data.shape[1] * data.shape[2]))
+        n_bad = sum(int(slab.size - np.count_nonzero(np.isfinite(slab)))
+                    for slab in (data[z : z + step] for z in range(0, data.shape[0], step)))
+        if n_bad:
+            raise MrcFormatError(f"{header['path']}: {n_bad} of {data.size} voxels are NaN or Inf")
+    return data.transpose(header["_perm"]), voxel
+
+
+def _map_data(header: dict[str, Any], *, what: str) -> np.memmap:
+    """The data block as a read-only memmap in stored order and dtype (header already checked)."""
     try:
-        data = np.memmap(header["path"], dtype=header["_dtype"], mode="r",
+        return np.memmap(header["path"], dtype=header["_dtype"], mode="r",
                          offset=header["_data_offset"], shape=header["_stored_shape"])
     except (OSError, ValueError) as err:
-        raise MrcFormatError(f"{header['path']}: cannot memory-map the MRC data ({err})") from None
-    return data.transpose(header["_perm"]), voxel
+        raise MrcFormatError(f"{header['path']}: cannot {what} the MRC data ({err})") from None
 
 
 @contextmanager
