@@ -18,3 +18,98 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class HttpMirror:
+    """A local HTTP server on 127.0.0.1 (free port) serving bytes under URL paths, like the
+    EMPIAR mirror (``/empiar/world_availability/<entry>/data/...``). Never the network.
+
+    It answers ``Range: bytes=N-`` with 206 (or 416 past the end) unless ``ignore_range``
+    is set. Per path, ``fail_with[path]`` is a list of HTTP statuses answered first (one per
+    request) and ``drop_after[path]`` a list of byte counts after which the connection is
+    closed mid-body (one per request). ``send_length = False`` leaves out Content-Length (the
+    body then ends when the connection closes). ``requests`` records ``(path, headers)`` of every GET.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.fail_with: dict[str, list[int]] = {}
+        self.drop_after: dict[str, list[int]] = {}
+        self.ignore_range = False
+        self.send_length = True
+        self.chunk_delay_s = 0.0
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                mirror._serve(self)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        """``http://127.0.0.1:<port><path>``."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def _serve(self, handler) -> None:
+        import re
+        import time
+        from urllib.parse import urlsplit
+
+        path = urlsplit(handler.path).path
+        self.requests.append((path, dict(handler.headers)))
+        if self.fail_with.get(path):
+            handler.send_error(self.fail_with[path].pop(0))
+            return
+        data = self.files.get(path)
+        if data is None:
+            handler.send_error(404)
+            return
+        start, ranged = 0, handler.headers.get("Range")
+        if ranged and not self.ignore_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", ranged).group(1))
+            if start >= len(data):
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{len(data)}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            handler.send_response(200)
+        body = data[start:]
+        if self.send_length:
+            handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.end_headers()
+        if self.drop_after.get(path):
+            handler.wfile.write(body[: self.drop_after[path].pop(0)])
+            handler.close_connection = True
+            return
+        step = max(1, len(body) // 20) if self.chunk_delay_s else len(body) or 1
+        for offset in range(0, len(body), step):
+            handler.wfile.write(body[offset:offset + step])
+            handler.wfile.flush()
+            time.sleep(self.chunk_delay_s)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def http_mirror() -> Iterator[HttpMirror]:
+    """A running :class:`HttpMirror`, shut down after the test."""
+    mirror = HttpMirror()
+    yield mirror
+    mirror.close()
