@@ -1,4 +1,4 @@
-"""Report figures: orthoslices, central Fourier slices, FSC curves, metric bars.
+"""Report figures of volumes: orthoslices, central Fourier slices, FSC curves.
 
 Every figure function returns PNG bytes and closes its figure (Agg backend, no
 display needed). Volumes are ``zyx`` (DESIGN.md §1), y is the tilt axis, so the
@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +24,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from cryo_pipeline.report.methods import method_color  # noqa: E402
 
 GROUND_TRUTH = "ground truth"
 """Key of the ground-truth volume in the mappings passed to the figure functions."""
@@ -119,43 +120,51 @@ def _reference_keys(keys: list[str], reference: str | None) -> list[str]:
 
 
 def orthoslices_figure(volumes: Mapping[str, np.ndarray | VolumeViews], *, shared_range: bool = True,
-                       reference: str | None = GROUND_TRUTH) -> bytes:
-    """Central XY, XZ and YZ slices, one row per volume.
+                       reference: str | None = GROUND_TRUTH,
+                       y_lines: Mapping[str, Sequence[float]] | None = None) -> bytes:
+    """Central XY, XZ and YZ slices of the volumes side by side: one column per volume.
 
     Parameters
     ----------
     volumes : mapping of label to `(d, h, w)` volume or :class:`VolumeViews`
-        Rows in the mapping's order (ground truth, corrupted, wbp, ...).
+        Columns in the mapping's order (ground truth, corrupted, wbp, ...).
     shared_range : bool
-        One grey scale for all rows, the 1st–99th percentile of the reference
-        volume's slices when present, else of all rows. ``False``: each row its own.
+        One grey scale for all panels, the 1st–99th percentile of the reference
+        volume's slices when present, else of all volumes. ``False``: each volume its own.
     reference : str or None
         Label of the volume whose slices set the shared range.
+    y_lines : mapping of label to y positions, optional
+        Dashed guides at these y positions (rows, e.g. CN slab boundaries) in that
+        volume's XY and YZ panels.
 
     Returns
     -------
     bytes
-        PNG image.
+        PNG image; rows XY (z centre), XZ (y centre), YZ (x centre).
     """
     if not volumes:
         raise ValueError("orthoslices_figure needs at least one volume")
+    y_lines = y_lines or {}
     views = {label: _views(v) for label, v in volumes.items()}
     labels = list(views)
     ref = _reference_keys(labels, reference)
     shared = _percentile_range([s for k in ref for s in (views[k].xy, views[k].xz, views[k].yz)], 1, 99)
-    with closing_subplots(len(labels), 3, figsize=(3 * _PANEL_IN, len(labels) * _PANEL_IN)) as (fig, axes):
-        titles = ("XY (z centre)", "XZ (y centre)", "YZ (x centre)")
-        for row, label in enumerate(labels):
+    planes = ("XY (z centre)", "XZ (y centre)", "YZ (x centre)")
+    with closing_subplots(3, len(labels), figsize=(len(labels) * _PANEL_IN, 3 * _PANEL_IN)) as (fig, axes):
+        for col, label in enumerate(labels):
             v = views[label]
             vmin, vmax = shared if shared_range else _percentile_range([v.xy, v.xz, v.yz], 1, 99)
             # XZ and YZ are shown with z vertical, as the beam axis is in a tomogram viewer.
-            for col, image in enumerate((v.xy, v.xz, v.yz)):
+            for row, image in enumerate((v.xy, v.xz, v.yz)):
                 ax = axes[row, col]
                 ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, origin="lower", interpolation="nearest")
                 ax.set(xticks=[], yticks=[])
-                if row == 0:
-                    ax.set_title(titles[col], fontsize=10)
-            axes[row, 0].set_ylabel(label, fontsize=10)
+                if col == 0:
+                    ax.set_ylabel(planes[row], fontsize=9)
+            for y in y_lines.get(label, ()):
+                axes[0, col].axhline(y, color="yellow", lw=0.7, ls="--")  # XY: y is vertical
+                axes[2, col].axvline(y, color="yellow", lw=0.7, ls="--")  # YZ: y is horizontal
+            axes[0, col].set_title(label, fontsize=10)
         return figure_png(fig)
 
 
@@ -269,7 +278,7 @@ def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]]) -> 
                 if values.shape != freq.shape:
                     raise ValueError(f"{method}: {key} has {values.size} points but "
                                      f"frequency_per_angstrom has {freq.size}; they must match")
-                ax.plot(freq, values, lw=1.4, label=method)
+                ax.plot(freq, values, lw=1.4, label=method, color=method_color(method))
             for level in (0.143, 0.5):
                 ax.axhline(level, color="0.5", lw=0.8, ls="--")
                 ax.annotate(f"{level}", xy=(1.0, level), xycoords=("axes fraction", "data"),
@@ -282,41 +291,4 @@ def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]]) -> 
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
         axes[0, 0].set_ylabel("correlation", fontsize=9)
-        return figure_png(fig)
-
-
-def metric_bars_figure(table: pd.DataFrame) -> bytes:
-    """Grouped bars of PSNR per method per dataset, both metric families.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        ``metrics.tsv`` rows with columns ``dataset``, ``method``, ``psnr_db`` and
-        ``psnr_paper_db``. Rows whose PSNR is NaN (no ground truth) are left out.
-
-    Returns
-    -------
-    bytes
-        PNG image.
-    """
-    families = (("psnr_db", "PSNR, ours (dB)"), ("psnr_paper_db", "PSNR, as papers print (dB)"))
-    scored = table[np.isfinite(table[[c for c, _ in families]].astype(float)).any(axis=1)]
-    if scored.empty:
-        raise ValueError("metric_bars_figure: no row has a finite PSNR (no ground truth?)")
-    datasets = list(dict.fromkeys(scored["dataset"]))
-    methods = list(dict.fromkeys(scored["method"]))
-    width = 0.8 / len(methods)
-    with closing_subplots(1, 2, figsize=(max(6.5, 1.2 * len(datasets) * 2 + 3), 3.4)) as (fig, axes):
-        x = np.arange(len(datasets))
-        for ax, (column, title) in zip(axes[0], families, strict=True):
-            for i, method in enumerate(methods):
-                rows = scored[scored["method"] == method].set_index("dataset")[column]
-                heights = np.array([rows.get(d, np.nan) for d in datasets], dtype=np.float64)
-                bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, np.nan_to_num(heights),
-                              width, label=method if ax is axes[0, 0] else None)
-                ax.bar_label(bars, [f"{h:.2f}" if np.isfinite(h) else "" for h in heights], fontsize=6)
-            ax.set_xticks(x, datasets, fontsize=8, rotation=15)
-            ax.set_title(title, fontsize=10)
-            ax.grid(axis="y", alpha=0.3)
-        fig.legend(loc="outside right upper", fontsize=8)
         return figure_png(fig)

@@ -1,7 +1,8 @@
 """Render the self-contained HTML report with jinja2.
 
 All decisions (which columns, how numbers are formatted, what a section says) are
-made here or in the stage; the template only lays the prepared values out.
+made in the report modules and the stage; the template only lays out a list of
+:class:`Section` s, each with facts, notes, tables, figures and log excerpts.
 """
 
 from __future__ import annotations
@@ -21,31 +22,29 @@ MISSING = "—"
 
 @dataclass(frozen=True)
 class Column:
-    """One summary-table column: TSV column, header text, ``format`` spec, unit tooltip."""
+    """One table column: source key, header text, ``format`` spec (numbers), header tooltip."""
 
     key: str
     header: str
     spec: str = ""
     title: str = ""
 
+    @property
+    def numeric(self) -> bool:
+        """Numbers are right-aligned; text columns have no spec."""
+        return bool(self.spec)
 
-SUMMARY_COLUMNS: tuple[Column, ...] = (
-    Column("dataset", "dataset"),
-    Column("method", "method"),
-    Column("psnr_db", "PSNR ours (dB)", ".2f", "10·log10(1/MSE) after the a·v+b fit"),
-    Column("psnr_paper_db", "PSNR papers (dB)", ".2f", "10·log10(max(GT)/MSE), values as given"),
-    Column("ssim", "SSIM ours", ".4f", "windowed 3D SSIM, σ = 1.5, after the fit"),
-    Column("ssim_global", "SSIM global", ".4f", "CryoGEN paper's global SSIM, values as given"),
-    Column("fit_a", "fit a", ".4g", "least-squares scale a in a·v+b"),
-    Column("fit_b", "fit b", ".4g", "least-squares offset b in a·v+b"),
-    Column("fsc_resolution_angstrom", "FSC 0.143 (Å)", ".1f"),
-    Column("fsc_resolution_05_angstrom", "FSC 0.5 (Å)", ".1f"),
-    Column("dfsc_measured_mean", "dFSC measured", ".3f", "mean directional FSC, measured region"),
-    Column("dfsc_missing_mean", "dFSC missing", ".3f", "mean directional FSC, missing region"),
-    Column("wedge_fill", "wedge fill", ".3f", "missing-region power / expected (no reference)"),
-    Column("runtime_s", "runtime (s)", ".1f"),
-    Column("device", "device"),
-)
+
+@dataclass(frozen=True)
+class TableBlock:
+    """A table with formatted cells; ``groups`` = optional ``(label, colspan)`` header row above."""
+
+    title: str
+    caption: str
+    columns: Sequence[Column]
+    rows: Sequence[Sequence[str]]
+    groups: Sequence[tuple[str, int]] = ()
+    css_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,26 +57,38 @@ class FigureBlock:
 
 
 @dataclass(frozen=True)
-class DatasetSection:
-    """One dataset's part of the report."""
+class LogBlock:
+    """An excerpt of a log file, shown folded."""
 
-    name: str
-    facts: Sequence[tuple[str, str]]
+    label: str
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """One ``<section>`` of the report, all values already formatted (plain text)."""
+
+    id: str
+    title: str
+    facts: Sequence[tuple[str, str]] = ()
     notes: Sequence[str] = ()
+    warnings: Sequence[str] = ()
+    tables: Sequence[TableBlock] = ()
     figures: Sequence[FigureBlock] = ()
+    logs: Sequence[LogBlock] = ()
 
 
 @dataclass(frozen=True)
 class ReportContext:
-    """Everything the template shows, already formatted."""
+    """Everything the template shows."""
 
     run_name: str
+    title: str
     generated_at: str
     version: str
-    summary_header: Sequence[Column]
-    summary_rows: Sequence[Sequence[str]]
-    sections: Sequence[DatasetSection]
-    overview_figures: Sequence[FigureBlock] = ()
+    sections: Sequence[Section]
+    banner: str = ""
     config_text: str = ""
     provenance: Sequence[tuple[str, str]] = field(default_factory=tuple)
 
@@ -109,12 +120,9 @@ def format_value(value: Any, spec: str = "") -> str:
     return format(number, spec) if spec else str(value)
 
 
-def summary_rows(table: pd.DataFrame) -> list[list[str]]:
-    """Format ``table`` (one row per (dataset, method)) into the summary's cells."""
-    rows = []
-    for record in table.to_dict(orient="records"):
-        rows.append([format_value(record.get(c.key), c.spec) for c in SUMMARY_COLUMNS])
-    return rows
+def table_rows(table: pd.DataFrame, columns: Sequence[Column]) -> list[list[str]]:
+    """Format ``table``'s records into cells of ``columns`` (absent keys render as missing)."""
+    return [[format_value(record.get(c.key), c.spec) for c in columns] for record in table.to_dict(orient="records")]
 
 
 def pretty_json(value: Any) -> str:

@@ -62,7 +62,7 @@ def preprocess_blocks(record: Mapping[str, Any]) -> tuple[list[tuple[str, str]],
     facts = [
         ("preprocessed tomogram", str(record["tomogram_path"])),
         ("mask fraction", f"{100.0 * float(record['mask_fraction']):.1f} % of voxels"),
-        ("subtomograms", f"{record['n_cubes']} cubes of {record['cube_size_px']}³ ({record['n_val']} held out for validation)"),
+        ("subtomograms", f"{record['n_cubes']} cube(s) of {record['cube_size_px']}³ ({record['n_val']} held out for validation)"),
     ]
     block = FigureBlock(
         "Density mask over the preprocessed tomogram",

@@ -10,14 +10,31 @@ from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.stages.evaluate import METRIC_COLUMNS
 
 
-def run(*, inputs: list[Path], out: Path) -> None:
-    """Concatenate one-row metric tables (sorted by dataset, then method) into ``out``."""
+def combine(inputs: list[Path]) -> pd.DataFrame:
+    """Concatenate one-row metric tables, sorted by dataset, then method.
+
+    The evaluate columns come first in their order; columns only some methods write
+    (CN's ``seam_ratio``) follow, empty for the other rows.
+
+    Raises
+    ------
+    ValueError
+        No inputs, or a table lacks one of the evaluate columns.
+    """
     if not inputs:
         raise ValueError("collect_metrics got no metric tables")
     tables = [pd.read_csv(p, sep="\t", keep_default_na=True) for p in inputs]
+    for path, table in zip(inputs, tables, strict=True):
+        missing = [c for c in METRIC_COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"metric table {path} lacks column(s) {', '.join(missing)}; "
+                             "was it written by an older cryo-pipeline? Rerun its evaluate job")
     table = pd.concat(tables, ignore_index=True)
-    missing = [c for c in METRIC_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"metric tables lack column(s) {', '.join(missing)}")
-    table = table[list(METRIC_COLUMNS)].sort_values(["dataset", "method"], kind="stable")
+    extra = [c for c in table.columns if c not in METRIC_COLUMNS]
+    return table[[*METRIC_COLUMNS, *extra]].sort_values(["dataset", "method"], kind="stable")
+
+
+def run(*, inputs: list[Path], out: Path) -> None:
+    """Write the combined table (:func:`combine`) to ``out`` atomically."""
+    table = combine(inputs)
     atomic_write_text(Path(out), table.to_csv(sep="\t", index=False, float_format="%.6g"))

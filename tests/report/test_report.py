@@ -18,6 +18,7 @@ import pytest
 from cryo_pipeline.ops.wedge import apply_missing_wedge_3d, missing_wedge_mask_3d
 from cryo_pipeline.report import figures
 from cryo_pipeline.report.html import MISSING, format_value
+from cryo_pipeline.report.metrics_table import NUMERIC_COLUMNS, TEXT_COLUMNS
 from cryo_pipeline.stages import report as report_stage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +41,7 @@ def _write(path: Path, data: np.ndarray) -> Path:
 
 
 def _row(dataset: str, method: str, volume: Path | str, **kw) -> dict:
-    row = {c: "" for c in (*report_stage.TEXT_COLUMNS, *report_stage.NUMERIC_COLUMNS)}
+    row = {c: "" for c in (*TEXT_COLUMNS, *NUMERIC_COLUMNS)}
     row.update(dataset=dataset, method=method, volume_path=str(volume), voxel_size_angstrom=VOXEL,
                tilt_min_deg=TILT[0], tilt_max_deg=TILT[1], device="cpu", runtime_s=1.5)
     row.update(kw)
@@ -109,7 +110,26 @@ class _Walker(HTMLParser):
         self.text.append(data)
 
 
-def _run(metrics: Path, out: Path, **kw) -> str:
+def _walk(html: str) -> _Walker:
+    walker = _Walker()
+    walker.feed(html)
+    walker.close()
+    assert walker.errors == [] and walker.stack == []
+    return walker
+
+
+def _summary_cells(html: str) -> tuple[list[str], list[list[str]]]:
+    summary = re.search(r'<table class="summary">(.*?)</table>', html, re.S).group(1)
+    header = re.findall(r"<th[^>]*>(.*?)</th>", summary, re.S)
+    body = re.search(r"<tbody>(.*?)</tbody>", summary, re.S).group(1)
+    return header, [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def _section(html: str, section_id: str) -> str:
+    return re.search(rf'<section id="{section_id}">(.*?)</section>', html, re.S).group(1)
+
+
+def _run(metrics: Path | None, out: Path, **kw) -> str:
     report_stage.run(metrics_tsv=metrics, out_html=out, run_name="demo", **kw)
     return out.read_text(encoding="utf-8")
 
@@ -118,23 +138,18 @@ def test_report_is_self_contained_and_complete(fake_run: Path) -> None:
     out = Path("results/demo/report.html")
     html = _run(fake_run, out, config={"run": "demo", "paths": {"out": Path("results")}},
                 provenance={"command": "cryo-pipeline report"})
-    walker = _Walker()
-    walker.feed(html)
-    walker.close()
-    assert walker.errors == [] and walker.stack == []
-    tags = walker.tags
-    assert [t for t, _ in tags].count("table") == 1
-    body_rows = re.search(r"<tbody>(.*?)</tbody>", html, re.S).group(1)
-    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)
-             for r in re.findall(r"<tr>(.*?)</tr>", body_rows, re.S)]
+    tags = _walk(html).tags
+    header, cells = _summary_cells(html)
     assert [(c[0], c[1]) for c in cells] == [
         ("sphere", "corrupted"), ("sphere", "wbp"), ("real_tomo", "wbp"), ("real_tomo", "cryogen")]
+    assert "seam ratio" not in header and "jobs (s)" not in header  # no CN row, no benchmark files
     sphere_wbp, tomo_wbp = cells[1], cells[2]
     assert "18.25" in sphere_wbp and "0.8123" in sphere_wbp and "0.5" in sphere_wbp
     assert tomo_wbp[2] == MISSING and tomo_wbp[3] == MISSING  # NaN and empty PSNR
     assert "nan" not in " ".join(c for row in cells for c in row).lower()
     imgs = [a for t, a in tags if t == "img"]
-    assert len(imgs) == 1 + 3 + 2  # PSNR bars; sphere: ortho, Fourier, FSC; tomogram: ortho, Fourier
+    # PSNR bars, sweep gains; sphere: ortho, Fourier, FSC; tomogram: ortho, Fourier
+    assert len(imgs) == 2 + 3 + 2
     for attrs in imgs:
         assert attrs["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(attrs["src"].split(",", 1)[1], validate=True).startswith(PNG_MAGIC)
@@ -143,13 +158,50 @@ def test_report_is_self_contained_and_complete(fake_run: Path) -> None:
             assert not re.match(r"\s*(https?:)?//", attrs.get(key) or ""), attrs[key]
     assert not re.search(r"(src|href)\s*=\s*[\"']?\s*https?://", html)
     assert "@import" not in html and "url(" not in html
-    sections = html.split("<h2>Dataset: ")
-    assert "no ground truth: only no-reference metrics (wedge fill)" in sections[2]
-    assert "no ground truth" not in sections[1]
+    sphere, tomo = _section(html, "dataset-1"), _section(html, "dataset-2")
+    assert "Dataset: sphere" in sphere and "Dataset: real_tomo" in tomo
+    assert "No ground truth: only the no-reference metrics are shown" in tomo
+    assert "No ground truth" not in sphere
+    assert "No ground truth for real_tomo: only the no-reference metrics" in _section(html, "summary")
+    assert 'id="failures"' not in html and "Partial report" not in html  # nothing expected is missing
     assert "Missing-wedge correction report: demo" in html and "cryo_pipeline 0.1.0" in html
-    text = "".join(walker.text)  # entities decoded
+    text = "".join(_walk(html).text)  # entities decoded
     assert '"out": "results"' in text and "cryo-pipeline report" in text
     assert plt.get_fignums() == []
+
+
+def test_cn_seam_ratio_column_note_and_slab_lines(fake_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = pd.read_csv(fake_run, sep="\t", dtype=str, keep_default_na=False)
+    cn = table.iloc[0].copy()
+    cn["method"], cn["volume_path"] = "cn", "results/demo/cn/volume.mrc"
+    Path("results/demo/cn").mkdir()
+    _write(Path(cn["volume_path"]), _sphere())
+    Path("results/demo/cn/volume.json").write_text(json.dumps(
+        {"device": "cuda", "hostname": "gpu-node-7", "gpu_name": "NVIDIA H100", "seam_ratio": 1.04,
+         "slab_boundaries_y": [8, 16]}))
+    table = pd.concat([table, cn.to_frame().T], ignore_index=True)
+    table["seam_ratio"] = ["", "", "", "", "1.04"]
+    table.to_csv(fake_run, sep="\t", index=False)
+    drawn = []
+    real = figures.orthoslices_figure
+
+    def spy(volumes, **kw):
+        drawn.append(kw.get("y_lines"))
+        return real(volumes, **kw)
+
+    monkeypatch.setattr(figures, "orthoslices_figure", spy)
+    html = _run(fake_run, Path("r.html"))
+    header, cells = _summary_cells(html)
+    assert "seam ratio" in header and "hardware" in header
+    by_method = {(c[0], c[1]): dict(zip(header, c, strict=True)) for c in cells}
+    assert [c[1] for c in cells[:3]] == ["corrupted", "wbp", "cn"]  # report order, cn last
+    assert by_method[("sphere", "cn")]["seam ratio"] == "1.040"
+    assert by_method[("sphere", "wbp")]["seam ratio"] == MISSING
+    assert by_method[("sphere", "cn")]["hardware"] == "NVIDIA H100 on gpu-node-7"
+    assert "≤ 1.2 means no visible seams" in _section(html, "summary")
+    assert "cn seam ratio 1.040 (≤ 1.2: no visible seams)" in _section(html, "dataset-1")
+    assert drawn[0] == {"cn": [7.5, 15.5]}  # the seam lies between rows b-1 and b
+    assert "gpu-node-7" in _section(html, "runtimes") and "NVIDIA H100" in _section(html, "runtimes")
 
 
 def test_failure_mid_render_leaves_nothing(fake_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +213,8 @@ def test_failure_mid_render_leaves_nothing(fake_run: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(figures, "fsc_figure", boom)
     with pytest.raises(RuntimeError, match="figure failed"):
-        report_stage.run(metrics_tsv=fake_run, out_html=out, run_name="demo")
+        report_stage.run(metrics_tsv=fake_run, out_html=out, run_name="demo",
+                         sweep_tsv=fake_run.parent / "sweep.tsv", sweep_png=fake_run.parent / "sweep.png")
     assert not out.exists()
     assert sorted(p.name for p in fake_run.parent.iterdir()) == before
 
@@ -175,8 +228,10 @@ def test_failed_write_keeps_previous_report(fake_run: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(report_stage, "render_report", broken_render)
     with pytest.raises(ValueError, match="template failed"):
-        report_stage.run(metrics_tsv=fake_run, out_html=out, run_name="demo")
+        report_stage.run(metrics_tsv=fake_run, out_html=out, run_name="demo",
+                         sweep_tsv=fake_run.parent / "sweep.tsv")
     assert out.read_text() == "old report"
+    assert not (fake_run.parent / "sweep.tsv").exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".report.html")]
 
 
@@ -198,7 +253,7 @@ def test_missing_column_and_volume_are_reported(fake_run: Path) -> None:
 @pytest.mark.parametrize(("value", "spec", "expected"), [
     (float("nan"), ".2f", MISSING), (None, ".2f", MISSING), ("", "", MISSING), ("  ", "", MISSING),
     (math.inf, ".1f", MISSING), (21.123, ".2f", "21.12"), (0.81134, ".4f", "0.8113"),
-    ("cuda:0", "", "cuda:0"), (np.float32(0.5), ".4g", "0.5"),
+    ("cuda:0", "", "cuda:0"), (np.float32(0.5), ".4g", "0.5"), (1.5, "+.2f", "+1.50"),
 ])
 def test_format_value(value, spec, expected) -> None:
     assert format_value(value, spec) == expected
@@ -229,6 +284,7 @@ def test_figures_return_png_and_close() -> None:
     vol = _sphere(12, 4)
     vols = {figures.GROUND_TRUTH: vol, "wbp": vol * 3, "flat": np.zeros_like(vol)}
     for png in (figures.orthoslices_figure(vols), figures.orthoslices_figure(vols, shared_range=False),
+                figures.orthoslices_figure(vols, y_lines={"wbp": [3.5, 7.5]}),
                 figures.fourier_slices_figure(vols, voxel_size_angstrom=5.0, tilt_range_deg=(-50, 60)),
                 figures.fsc_figure({"wbp": {"frequency_per_angstrom": [0, 0.1], "fsc_curve": [1, 0.2]}})):
         assert png.startswith(PNG_MAGIC)
