@@ -9,10 +9,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/cryogen.smk"
+include: "workflow/rules/cn.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -149,17 +149,29 @@ def _collect(args: argparse.Namespace) -> None:
 
 # --- report ----------------------------------------------------------------------------
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics", required=True, type=Path, help="results/<run>/metrics.tsv")
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="results/<run>/metrics.tsv; leave out for a partial report built from the "
+                        "--expected-tables that exist (after a failed run)")
     p.add_argument("--run-name", required=True, help="run name shown in the report")
     p.add_argument("--pipeline-config-json", default="", help="resolved pipeline config to show")
     p.add_argument("--preprocess", nargs="*", default=[], type=Path, help="extraction records (subtomos.json)")
     p.add_argument("--losses", nargs="*", default=[], type=Path, help="loss tables of trained methods (losses.tsv)")
+    p.add_argument("--expected-tables", nargs="*", default=[], type=Path,
+                   help="every <dataset>/<method>/metrics.tsv the sheet asks for; missing ones are listed as failed")
+    p.add_argument("--sheet", type=Path, default=None, help="dataset sheet (facts, ablation sweeps)")
+    p.add_argument("--logs-dir", type=Path, default=None, help="logs/<run>: logs of failed jobs")
+    p.add_argument("--benchmarks-dir", type=Path, default=None, help="benchmarks/<run>: Snakemake benchmark files")
+    p.add_argument("--sweep-tsv", type=Path, default=None, help="sweep summary table to write")
+    p.add_argument("--sweep-png", type=Path, default=None, help="sweep summary plot to write")
+    p.add_argument("--workflow-log", default=None, help="Snakemake's log of a failed run (partial report)")
     p.add_argument("--out", required=True, type=Path, help="report.html to write")
 
 
 def _report(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import report
 
+    if args.metrics is None and not args.expected_tables:
+        raise ValueError("report needs --metrics, or --expected-tables for a partial report")
     config = json.loads(args.pipeline_config_json) if args.pipeline_config_json else None
     report.run(
         metrics_tsv=args.metrics,
@@ -168,6 +180,13 @@ def _report(args: argparse.Namespace) -> None:
         config=config,
         preprocess_records=args.preprocess,
         loss_tables=args.losses,
+        expected_tables=args.expected_tables,
+        sheet=args.sheet,
+        logs_dir=args.logs_dir,
+        benchmarks_dir=args.benchmarks_dir,
+        sweep_tsv=args.sweep_tsv,
+        sweep_png=args.sweep_png,
+        workflow_log=args.workflow_log,
     )
 
 
@@ -383,5 +402,115 @@ COMMANDS.update(
         "predict-cryogen-tiles": ("Predict one group of tiles (split inference) into a tile store.",
                                   _predict_tiles_args, _predict_tiles),
         "stitch-tiles": ("Blend the tile stores of parallel jobs with Dask into one volume.", _stitch_args, _stitch),
+    }
+)
+
+
+# --- fetch-dataset ---------------------------------------------------------------------
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    _add_dataset(p)
+    p.add_argument("--role", choices=("source", "angles"), default="source", help="which file of the row to fetch")
+    p.add_argument("--out", required=True, type=Path, help="local file to write (resources/<dataset>/<name>)")
+    p.add_argument("--record", default=None, help="JSON record to write (default: <out>.fetch.json)")
+    p.add_argument("--retries", type=int, default=3, help="retries after a dropped connection or HTTP 5xx")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="network time-out per read (seconds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import fetch_dataset
+
+    fetch_dataset.run(dataset=_dataset(args), role=args.role, out=args.out, record=_optional_path(args.record),
+                      retries=args.retries, timeout_s=args.timeout_s, progress=not args.no_progress)
+
+
+COMMANDS.update(
+    {
+        "fetch-dataset": ("Download a file of an EMPIAR (URL) dataset: resumable, checksummed.", _fetch_args, _fetch),
+    }
+)
+
+
+# --- plan-slabs / fit-slab-seed / fit-slab / stitch-slabs (CN: coordinate networks per y-slab) ----
+def _cn_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tilt-series", required=True, type=Path, help="aligned tilt series MRC (n_tilts, y, x)")
+    _add_dataset(p)
+    _add_config(p)
+
+
+def _plan_slabs_args(p: argparse.ArgumentParser) -> None:
+    _cn_common_args(p)
+    p.add_argument("--angles", required=True, type=Path, help=".tlt/.rawtlt/.mdoc with one angle per image")
+    p.add_argument("--reference-volume", default=None, help="MRC whose z size sets the thickness (optional)")
+    p.add_argument("--out", required=True, type=Path, help="slab plan (JSON) to write")
+
+
+def _plan_slabs(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import plan_slabs
+
+    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
+    plan_slabs.run(tilt_series_path=args.tilt_series, angles_path=args.angles, dataset=_dataset(args), cfg=cfg,
+                   out=args.out, reference_volume_path=_optional_path(args.reference_volume))
+
+
+def _fit_seed_args(p: argparse.ArgumentParser) -> None:
+    _cn_common_args(p)
+    p.add_argument("--plan", required=True, type=Path, help="slab plan from plan-slabs")
+    p.add_argument("--out-model", required=True, type=Path, help="seed network weights to write; record beside it")
+
+
+def _fit_seed(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import fit_slab
+
+    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
+    fit_slab.run_seed(tilt_series_path=args.tilt_series, plan_path=args.plan, dataset=_dataset(args), cfg=cfg,
+                      out_model=args.out_model)
+
+
+def _fit_slab_args(p: argparse.ArgumentParser) -> None:
+    _cn_common_args(p)
+    p.add_argument("--plan", required=True, type=Path, help="slab plan from plan-slabs")
+    p.add_argument("--slab", required=True, type=int, help="slab index, 0 <= i < n_slabs")
+    p.add_argument("--init-model", required=True, type=Path, help="weights to start from (seed or neighbour)")
+    p.add_argument("--seed-meta", default=None, help="the seed fit's .json record (for the runtime)")
+    p.add_argument("--out-tiles", required=True, type=Path, help="the slab's tile store (Zarr) to write")
+    p.add_argument("--out-model", required=True, type=Path, help="the slab's weights to write; record beside it")
+
+
+def _fit_slab(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import fit_slab
+
+    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
+    fit_slab.run_slab(tilt_series_path=args.tilt_series, plan_path=args.plan, init_model=args.init_model,
+                      seed_meta=_optional_path(args.seed_meta), slab=args.slab, dataset=_dataset(args), cfg=cfg,
+                      out_tiles=args.out_tiles, out_model=args.out_model)
+
+
+def _stitch_slabs_args(p: argparse.ArgumentParser) -> None:
+    _stitch_args(p)
+    _add_config(p)
+
+
+def _stitch_slabs(args: argparse.Namespace) -> None:
+    import os
+
+    from cryo_pipeline.stages import stitch_tiles
+
+    cfg = parse_stage_config(stage_configs.StitchConfig, args.config_json, source="stitch")
+    stitch_tiles.run(tile_stores=args.tile_stores, out=args.out, out_zarr=args.out_zarr,
+                     threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
+                     scheduler_address=args.scheduler_address or None, meta_paths=args.meta,
+                     memory_limit_mb=args.memory_limit_mb or None, cfg=cfg)
+
+
+COMMANDS.update(
+    {
+        "plan-slabs": ("CN: plan the y-slabs of a tilt series (the checkpoint of the CN path).", _plan_slabs_args,
+                       _plan_slabs),
+        "fit-slab-seed": ("CN: fit the seed slab's coordinate network from random init.", _fit_seed_args, _fit_seed),
+        "fit-slab": ("CN: fit one slab's coordinate network from learned init; write its tile store.",
+                     _fit_slab_args, _fit_slab),
+        "stitch-slabs": ("CN: blend the slabs' tile stores in y with Dask; Zarr, MRC and seam ratio.",
+                         _stitch_slabs_args, _stitch_slabs),
     }
 )

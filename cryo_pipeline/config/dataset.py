@@ -2,8 +2,15 @@
 
 Columns (file contract): ``dataset, kind, source, voxel_size_angstrom, tilt_min_deg,
 tilt_max_deg, tilt_step_deg, corruption, snr, methods`` and optional ``angles``,
-``seed``, ``shape_px``. Unknown columns are errors. Relative paths resolve against
-the sheet's folder (done by :func:`cryo_pipeline.io.sheet.read_dataset_sheet`).
+``seed``, ``shape_px``, ``mask``, the CTF columns and, for kind ``empiar``, ``data_kind``
+and ``sha256``. Unknown columns are errors. Relative paths resolve against the sheet's
+folder (done by :func:`cryo_pipeline.io.sheet.read_dataset_sheet`).
+
+An ``empiar`` row names a file to download (``source``: an http(s) or file:// URL, or a
+local path; ``angles`` likewise) and what that file is (``data_kind``: ``tiltseries`` or
+``tomogram``). The ``fetch_dataset`` rule puts the files in ``resources/<dataset>/``;
+from then on the row is treated exactly like a row of kind ``data_kind``
+(:attr:`DatasetRow.effective_kind`, :meth:`DatasetRow.with_fetched_paths`).
 """
 
 from __future__ import annotations
@@ -13,12 +20,16 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cryo_pipeline.config.locations import check_fetch_location, fetch_file_name
+
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
 CORRUPTIONS = ("fourier", "tiltseries")
 METHODS = ("wbp", "isonet", "cryogen", "cn")
-IMPLEMENTED_METHODS = ("wbp", "isonet", "cryogen")
+IMPLEMENTED_METHODS = ("wbp", "isonet", "cryogen", "cn")
 PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
 MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
+ANGLE_SUFFIXES = (".tlt", ".rawtlt", ".mdoc")
+FETCH_ROOT = "resources"
 
 
 def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
@@ -64,6 +75,12 @@ class DatasetRow(BaseModel):
     amplitude_contrast: float = Field(0.07, ge=0.0, lt=1.0, description="Amplitude contrast fraction.")
     phase_shift_deg: float = Field(0.0, ge=-180.0, le=180.0, description="Phase-plate phase shift (degrees).")
     phase_flipped: bool = Field(False, description="The tomogram was reconstructed from phase-flipped images.")
+    data_kind: Literal["tiltseries", "tomogram"] | None = Field(
+        None, description="Kind empiar only: what the fetched source is (an aligned tilt series or a tomogram)."
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Kind empiar only: sha256 of the source, checked on download."
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -91,10 +108,13 @@ class DatasetRow(BaseModel):
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"dataset {name}: methods {','.join(self.methods)} repeat a method")
         if self.kind == "empiar":
-            raise ValueError(
-                f"dataset {name}: kind 'empiar' needs the fetch_dataset rule, which this version does not have; "
-                "download the files and use kind 'tiltseries' or 'tomogram' with a local path"
-            )
+            self._check_empiar()
+        else:
+            for column in ("data_kind", "sha256"):
+                if getattr(self, column) is not None:
+                    raise ValueError(
+                        f"dataset {name}: column {column} applies to kind 'empiar' only (kind is {self.kind})"
+                    )
         if self.kind == "synthetic":
             if self.corruption is None:
                 raise ValueError(f"dataset {name}: synthetic datasets need corruption 'fourier' or 'tiltseries'")
@@ -109,10 +129,11 @@ class DatasetRow(BaseModel):
                 )
             if self.corruption == "tiltseries" and self.tilt_step_deg is None:
                 raise ValueError(f"dataset {name}: corruption 'tiltseries' needs tilt_step_deg")
-            if self.corruption == "fourier" and "wbp" in self.methods:
+            if self.corruption == "fourier" and {"wbp", "cn"} & set(self.methods):
+                method = "wbp" if "wbp" in self.methods else "cn"
                 raise ValueError(
-                    f"dataset {name}: method 'wbp' needs a tilt series, but corruption is 'fourier'; "
-                    "use corruption 'tiltseries' or drop wbp"
+                    f"dataset {name}: method '{method}' needs a tilt series, but corruption is 'fourier'; "
+                    f"use corruption 'tiltseries' or drop {method}"
                 )
         else:
             if self.corruption is not None:
@@ -125,11 +146,48 @@ class DatasetRow(BaseModel):
                     raise ValueError(
                         f"dataset {name}: defocus_angstrom is given, so column {column} is required for the CTF"
                     )
-        if self.kind == "tiltseries" and self.angles is None:
+        if self.effective_kind == "tiltseries" and self.angles is None:
             raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
-        if self.kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
+        if self.effective_kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
             raise ValueError(f"dataset {name}: methods wbp and cn need a tilt series; a tomogram has none")
         return self
+
+    def _check_empiar(self) -> None:
+        name = self.dataset
+        if self.data_kind is None:
+            raise ValueError(
+                f"dataset {name}: kind 'empiar' needs data_kind 'tiltseries' or 'tomogram' (what the source file is)"
+            )
+        source_name = check_fetch_location(name, "source", self.source, MAP_SUFFIXES)
+        if self.angles is not None:
+            angles_name = check_fetch_location(name, "angles", self.angles, ANGLE_SUFFIXES)
+            if angles_name == source_name:
+                raise ValueError(f"dataset {name}: source and angles have the same file name {source_name!r}")
+
+    @property
+    def effective_kind(self) -> str:
+        """``data_kind`` for an ``empiar`` row (what was fetched), else ``kind``."""
+        return self.data_kind if self.kind == "empiar" and self.data_kind else self.kind
+
+    def fetched_files(self, root: str = FETCH_ROOT) -> dict[str, str]:
+        """Where ``fetch_dataset`` puts an ``empiar`` row's files: ``{"source": path, "angles": path}``.
+
+        Paths are ``{root}/{dataset}/{file name of the URL}``; ``{}`` for other kinds.
+        """
+        if self.kind != "empiar":
+            return {}
+        files = {"source": f"{root}/{self.dataset}/{fetch_file_name(self.source)}"}
+        if self.angles is not None:
+            files["angles"] = f"{root}/{self.dataset}/{fetch_file_name(self.angles)}"
+        return files
+
+    def with_fetched_paths(self, root: str = FETCH_ROOT) -> DatasetRow:
+        """The row the stages see after ``fetch_dataset``: ``source``/``angles`` point at the local copies.
+
+        Rows of other kinds come back unchanged.
+        """
+        files = self.fetched_files(root)
+        return self.model_copy(update=files) if files else self
 
     @property
     def is_phantom(self) -> bool:
@@ -149,12 +207,12 @@ class DatasetRow(BaseModel):
     @property
     def needs_subtomograms(self) -> bool:
         """Datasets on the CryoGEN/IsoNet path: tomograms, or rows asking for isonet/cryogen."""
-        return self.kind == "tomogram" or bool({"isonet", "cryogen"} & set(self.methods))
+        return self.effective_kind == "tomogram" or bool({"isonet", "cryogen"} & set(self.methods))
 
     @property
     def has_tilt_series(self) -> bool:
         """Whether a tilt series exists (simulated or given), i.e. WBP and CN can run."""
-        return self.kind == "tiltseries" or (self.kind == "synthetic" and self.corruption == "tiltseries")
+        return self.effective_kind == "tiltseries" or (self.kind == "synthetic" and self.corruption == "tiltseries")
 
     def nominal_angles_deg(self, *, default_step_deg: float, force_step: bool = False) -> np.ndarray:
         """Tilt angles from the sheet's range and step (``default_step_deg`` if the step is empty

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class StageConfig(BaseModel):
-    """Base: unknown keys are errors, instances are immutable."""
+    """Base: unknown keys are errors, NaN/Inf are not numbers, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SimulateConfig(StageConfig):
@@ -209,3 +209,77 @@ class PredictConfig(StageConfig):
             "needs every tomogram axis >= tile_px."
         ),
     )
+
+
+class CnConfig(StageConfig):
+    """``plan_slabs``, ``fit_slab_seed``, ``fit_slab``: coordinate networks fitted per y-slab.
+
+    Paper defaults (Van Veen et al. 2024): SIREN 4 × 256, w0 = 30, L1 loss, λ_TV = 0;
+    seed slab 2000 iterations at 1e-3 → 1e-4, every other slab 400 at 1e-4 → 1e-5 from
+    the seed's weights; slab thickness from a parameter ratio of 1/8.
+    """
+
+    width: int = Field(256, ge=8, le=4096, description="Units per hidden layer of the SIREN.")
+    n_hidden_layers: int = Field(4, ge=1, le=16, description="Sine layers of the SIREN.")
+    w0: float = Field(30.0, gt=0.0, le=1000.0, description="SIREN frequency factor.")
+    fourier_features: int = Field(0, ge=0, le=4096, description="Gaussian Fourier features before the SIREN; 0 = off.")
+    fourier_scale: float = Field(4.0, gt=0.0, le=1000.0, description="Std of the Fourier-feature frequencies.")
+    nonnegative: bool = Field(
+        True,
+        description="Density >= 0 (softplus output). Right for phantoms, maps and tilt series with density bright "
+        "on a ~0 background; set false for data whose background is not ~0 (e.g. raw cryo-ET contrast).",
+    )
+    slab_px: int | None = Field(
+        None, ge=1, description="Core rows per slab; empty = from params_per_voxel (the paper's ratio)."
+    )
+    params_per_voxel: float = Field(
+        0.125, gt=0.0, le=100.0, description="Network parameters per slab voxel when slab_px is empty (paper: 1/8)."
+    )
+    halo_px: int = Field(4, ge=0, description="Rows fitted beyond each side of the slab and blended in y; < slab_px.")
+    thickness_px: int | None = Field(
+        None, ge=1, description="Reconstructed z thickness for real tilt series; empty = the detector width."
+    )
+    schedule: Literal["seed", "chain"] = Field(
+        "seed",
+        description="seed: every slab starts from the seed slab's weights (all in parallel); chain: from its "
+        "neighbour towards the middle (the paper's order, sequential).",
+    )
+    loss: Literal["l1", "l2"] = Field("l1", description="Projection loss.")
+    tv_weight: float = Field(0.0, ge=0.0, le=100.0, description="λ of the total-variation term (0 = off).")
+    seed_window: Literal["slab", "volume"] = Field(
+        "slab",
+        description="slab: the seed network fits the middle slab's window (the paper); volume: rows drawn from the "
+        "whole height (with rows_per_step), so every slab starts from a network that has seen its rows.",
+    )
+    seed_iterations: int = Field(2000, ge=1, le=1000000, description="Iterations of the seed slab (random init).")
+    seed_lr_start: float = Field(1e-3, gt=0.0, le=1.0, description="Seed slab: learning rate at the first step.")
+    seed_lr_end: float = Field(1e-4, gt=0.0, le=1.0, description="Seed slab: learning rate at the last step (log decay).")
+    slab_iterations: int = Field(400, ge=1, le=1000000, description="Iterations of every slab from learned init.")
+    slab_lr_start: float = Field(1e-4, gt=0.0, le=1.0, description="Slabs: learning rate at the first step.")
+    slab_lr_end: float = Field(1e-5, gt=0.0, le=1.0, description="Slabs: learning rate at the last step (log decay).")
+    rows_per_step: int | None = Field(
+        None, ge=1, description="Random rows of the slab window per step (CPU speed-up); empty = all rows (paper)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+
+
+class StitchConfig(StageConfig):
+    """``stitch_slabs``: blend the slab windows in y with Dask into one Zarr volume, then MRC."""
+
+    chunk_px: int = Field(64, ge=8, le=1024, description="Edge of the output Zarr chunks (= one Dask task each).")
+    cluster: Literal["local", "slurm"] = Field(
+        "local",
+        description="local: a distributed.LocalCluster of the rule's threads; slurm: a dask_jobqueue.SLURMCluster "
+        "(workers are SLURM jobs).",
+    )
+    scheduler_address: str | None = Field(
+        None, description="Use this running Dask scheduler (e.g. tcp://host:8786) instead of starting a cluster."
+    )
+    slurm_workers: int = Field(2, ge=1, le=4096, description="cluster: slurm — number of worker jobs.")
+    slurm_cores_per_worker: int = Field(1, ge=1, le=1024, description="cluster: slurm — cores per worker job.")
+    slurm_memory_per_worker_mb: int = Field(2000, ge=100, description="cluster: slurm — memory per worker job (MB).")
+    slurm_walltime: str = Field(
+        "01:00:00", pattern=r"^\d{1,3}:\d{2}:\d{2}$", description="cluster: slurm — walltime per worker (HH:MM:SS)."
+    )
+    slurm_partition: str | None = Field(None, description="cluster: slurm — partition; empty = the site default.")

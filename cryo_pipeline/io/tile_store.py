@@ -12,6 +12,8 @@ got no tile) and the attributes
 * ``volume_shape_zyx``, ``tile_px``, ``overlap_px``: three ints each (the tile grid is
   :func:`cryo_pipeline.ops.blending.tile_origins_3d` of these),
 * ``group``, ``n_groups``: which part of the grid this store holds (0-based),
+* ``grid_origins_zyx`` (optional): three lists, the per-axis tile origins when the grid
+  is not the regular one (CN slab windows spread evenly in y); the grid is their product,
 * ``axes = "zyx"``, ``voxel_size_angstrom``, ``tilt_min_deg`` / ``tilt_max_deg`` (when
   known) and ``provenance``, as in :mod:`cryo_pipeline.io.zarr_store`.
 """
@@ -43,8 +45,20 @@ def _three(value: int | Sequence[int], name: str, path: Path) -> list[int]:
     return [int(v) for v in values]
 
 
+def _grid(path: Path, grid_origins_zyx, shape: list[int], tile: list[int]) -> list[list[int]]:
+    """Check explicit per-axis origins: three strictly increasing lists inside ``[0, n − t]``."""
+    axes = [list(map(int, axis)) for axis in grid_origins_zyx]
+    if len(axes) != 3:
+        raise ValueError(f"{path}: grid_origins_zyx must hold three lists (z, y, x), got {len(axes)}")
+    for name, axis, n, t in zip("zyx", axes, shape, tile, strict=True):
+        if not axis or any(b <= a for a, b in zip(axis, axis[1:])) or axis[0] < 0 or axis[-1] > n - t:
+            raise ValueError(f"{path}: grid origins along {name} {axis} must be strictly increasing within "
+                             f"[0, {n - t}] (axis {n}, tile {t})")
+    return axes
+
+
 def _geometry(path: Path, origins: np.ndarray, *, volume_shape_zyx, tile_px, overlap_px, group: int,
-              n_groups: int) -> dict[str, Any]:
+              n_groups: int, grid_origins_zyx=None) -> dict[str, Any]:
     """Check the tile geometry; return the tile attributes."""
     shape = _three(volume_shape_zyx, "volume_shape_zyx", path)
     tile, overlap = _three(tile_px, "tile_px", path), _three(overlap_px, "overlap_px", path)
@@ -60,8 +74,11 @@ def _geometry(path: Path, origins: np.ndarray, *, volume_shape_zyx, tile_px, ove
     if outside.size:
         raise ValueError(f"{path}: {outside.size} tile(s) of size {tile} reach outside the volume {shape} "
                          f"(first origin {origins[outside[0]].tolist()})")
-    return {"origins": origins.tolist(), "volume_shape_zyx": shape, "tile_px": tile, "overlap_px": overlap,
-            "group": int(group), "n_groups": int(n_groups)}
+    attrs = {"origins": origins.tolist(), "volume_shape_zyx": shape, "tile_px": tile, "overlap_px": overlap,
+             "group": int(group), "n_groups": int(n_groups)}
+    if grid_origins_zyx is not None:
+        attrs["grid_origins_zyx"] = _grid(path, grid_origins_zyx, shape, tile)
+    return attrs
 
 
 def create_tile_store(
@@ -78,6 +95,7 @@ def create_tile_store(
     tilt_max_deg: float | None = None,
     provenance: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
+    grid_origins_zyx: Sequence[Sequence[int]] | None = None,
 ) -> zarr.Array:
     """Create an empty tile store for a streaming writer (NOT atomic by itself).
 
@@ -100,6 +118,9 @@ def create_tile_store(
         This store's part of the grid, ``0 <= group < n_groups``.
     extra_attrs : mapping, optional
         More JSON-able attributes; may not override the ones above.
+    grid_origins_zyx : three sequences of int, optional
+        Per-axis origins of an irregular grid (default: the regular grid of
+        :func:`cryo_pipeline.ops.blending.tile_origins_3d`).
 
     Returns
     -------
@@ -113,7 +134,7 @@ def create_tile_store(
     if origins.size == 0:
         origins = origins.reshape(0, 3)
     tile_attrs = _geometry(path, origins, volume_shape_zyx=volume_shape_zyx, tile_px=tile_px,
-                           overlap_px=overlap_px, group=group, n_groups=n_groups)
+                           overlap_px=overlap_px, group=group, n_groups=n_groups, grid_origins_zyx=grid_origins_zyx)
     clash = sorted(set(extra_attrs or {}) & set(tile_attrs))
     if clash:
         raise ValueError(f"{path}: extra_attrs may not set the tile attributes {clash}")
@@ -141,6 +162,7 @@ def write_tile_store(
     tilt_max_deg: float | None = None,
     provenance: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
+    grid_origins_zyx: Sequence[Sequence[int]] | None = None,
 ) -> None:
     """Write in-memory tiles to a new tile store, atomically.
 
@@ -153,7 +175,7 @@ def write_tile_store(
     origins : `(k, 3)` int array
         One origin per tile.
     volume_shape_zyx, tile_px, overlap_px, voxel_size_angstrom, group, n_groups, tilt_min_deg, tilt_max_deg,
-    provenance, extra_attrs
+    provenance, extra_attrs, grid_origins_zyx
         As for :func:`create_tile_store`.
     """
     path = Path(path)
@@ -168,7 +190,8 @@ def write_tile_store(
         store = create_tile_store(tmp, origins=origins, volume_shape_zyx=volume_shape_zyx, tile_px=tile,
                                   overlap_px=overlap_px, voxel_size_angstrom=voxel_size_angstrom, group=group,
                                   n_groups=n_groups, tilt_min_deg=tilt_min_deg, tilt_max_deg=tilt_max_deg,
-                                  provenance=provenance, extra_attrs=extra_attrs)
+                                  provenance=provenance, extra_attrs=extra_attrs,
+                                  grid_origins_zyx=grid_origins_zyx)
         if len(tiles):
             store[...] = tiles
 

@@ -38,6 +38,7 @@ METRIC_COLUMNS = (
     "dfsc_measured_mean",
     "dfsc_missing_mean",
     "wedge_fill",
+    "seam_ratio",
     "runtime_s",
     "device",
     "voxel_size_angstrom",
@@ -57,7 +58,7 @@ def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: 
     enough (≤ 1 voxel apart at Nyquist) that no gap between them counts as missing.
     Otherwise the sheet's range and step (or ``cfg.default_tilt_step_deg``).
     """
-    if dataset.kind == "tiltseries" and dataset.angles:
+    if dataset.effective_kind == "tiltseries" and dataset.angles:  # given or fetched (empiar)
         angles = read_tilt_angles(Path(dataset.angles))
         return angles[select_tilts_in_range(angles, tilt_min_deg=dataset.tilt_min_deg,
                                             tilt_max_deg=dataset.tilt_max_deg)]
@@ -97,6 +98,7 @@ def run(
         ground_truth_path=str(ground_truth_path) if ground_truth_path else "",
         curves_path="",
         wedge_fill=wedge_fill_ratio(volume.data, angles_deg=angles),
+        seam_ratio=meta.get("seam_ratio", math.nan),  # CN: stitched slabs (stitch_slabs' record)
     )
     curves: dict = {}
     if ground_truth_path is not None:

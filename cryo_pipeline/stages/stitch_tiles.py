@@ -1,11 +1,13 @@
 """Stage ``stitch_tiles``: blend the tile stores of parallel jobs with Dask → Zarr, MRC and a record.
 
-Used by rule ``stitch_cryogen`` (after N ``predict_cryogen_tiles`` jobs) and written to
-be the CN slab stitcher too: the stores come from :mod:`cryo_pipeline.io.tile_store`,
+Used by rule ``stitch_cryogen`` (after N ``predict_cryogen_tiles`` jobs) and by rule
+``stitch_slabs`` (after the CN ``fit_slab`` jobs): the stores come from :mod:`cryo_pipeline.io.tile_store`,
 the blending from :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` on a local
 Dask cluster of ``threads`` single-threaded worker processes (or a running scheduler).
 The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr, MRC,
-``.json`` record), so ``evaluate`` cannot tell the two apart.
+``.json`` record), so ``evaluate`` cannot tell the two apart. When the stores carry
+``slab_boundaries_y`` (CN slabs), the record also gets the ``seam_ratio``
+(:func:`cryo_pipeline.ops.slabs.seam_ratio`, computed on the cluster).
 
 Runtime in the record: the groups run in parallel, so
 ``runtime_s = train_s + max over groups of predict_s + stitch_s``, where ``train_s``
@@ -23,12 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.stages import StitchConfig
 from cryo_pipeline.io.mrc import open_mrc_for_writing
+from cryo_pipeline.io.tile_store import open_tile_store
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.ops.blending import release_pages
+from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.stitch.cluster import start_cluster
 from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
+from cryo_pipeline.stitch.seams import row_step_means_zarr
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ def run(
     scheduler_address: str | None = None,
     meta_paths: Sequence[Path] = (),
     memory_limit_mb: int | None = None,
+    cfg: StitchConfig | None = None,
 ) -> None:
     """Stitch ``tile_stores`` into ``out_zarr`` and ``out`` (MRC), with the record ``out`` → ``.json``.
 
@@ -76,16 +83,25 @@ def run(
         The groups' records (for the runtime, device, dataset, method and config).
     memory_limit_mb : int, optional
         Memory of the job in MB, split between the local workers (None = Dask's "auto").
+    cfg : StitchConfig, optional
+        Output chunk size and cluster kind (a ``scheduler_address`` there wins over the
+        argument's); default: 64³ chunks on a local cluster.
     """
+    cfg = cfg or StitchConfig()
     records = _records(meta_paths)
     read_tile_layout(tile_stores)  # fail on missing / duplicated tiles before starting a cluster
+    boundaries = open_tile_store(tile_stores[0])[1].get("slab_boundaries_y")
     first = records[0] if records else {}
     method = first.get("method", "stitched")
     start = time.perf_counter()
     with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
-        with start_cluster(threads=threads, memory_limit_mb=memory_limit_mb,
-                           scheduler_address=scheduler_address) as client:
-            stitch_tile_stores(tile_stores, tmp_zarr, client=client)
+        with start_cluster(**_cluster_options(cfg, threads, memory_limit_mb, scheduler_address)) as client:
+            stitch_tile_stores(tile_stores, tmp_zarr, client=client, chunks=(cfg.chunk_px,) * 3)
+            seams = {}
+            if boundaries:
+                seams = {"seam_ratio": seam_ratio(row_step_means_zarr(tmp_zarr, client=client), boundaries),
+                         "slab_boundaries_y": list(boundaries)}
+                log.info("seam ratio across %d slab boundaries: %.3f", len(boundaries), seams["seam_ratio"])
         stitch_s = time.perf_counter() - start
         volume = open_volume_zarr(tmp_zarr)
         voxel_size = float(volume.attrs["voxel_size_angstrom"])
@@ -107,4 +123,18 @@ def run(
                          extra={"method": method, "config": first.get("config", {}), "train_s": train_s,
                                 "predict_s": parallel_s, "stitch_s": stitch_s, "n_groups": len(tile_stores),
                                 "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
-                                "tile_stores": [str(p) for p in tile_stores], "model": first.get("model")})
+                                "tile_stores": [str(p) for p in tile_stores], "model": first.get("model"),
+                                "stitch": cfg.model_dump(mode="json"), **seams})
+
+
+def _cluster_options(cfg: StitchConfig, threads: int, memory_limit_mb: int | None,
+                     scheduler_address: str | None) -> dict:
+    """Keyword arguments of :func:`~cryo_pipeline.stitch.cluster.start_cluster` for this config."""
+    options = {"threads": threads, "memory_limit_mb": memory_limit_mb,
+               "scheduler_address": cfg.scheduler_address or scheduler_address}
+    if cfg.cluster == "slurm" and not options["scheduler_address"]:
+        options["cluster"] = "slurm"
+        options["slurm"] = {"workers": cfg.slurm_workers, "cores_per_worker": cfg.slurm_cores_per_worker,
+                            "memory_per_worker_mb": cfg.slurm_memory_per_worker_mb, "walltime": cfg.slurm_walltime,
+                            "partition": cfg.slurm_partition}
+    return options

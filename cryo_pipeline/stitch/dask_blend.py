@@ -2,12 +2,12 @@
 
 Parallel jobs (groups of CryoGEN inference tiles, CN slabs) each write their unblended
 tiles to their own tile store (:mod:`cryo_pipeline.io.tile_store`). Together the stores
-must hold every tile of the grid :func:`cryo_pipeline.ops.blending.tile_origins_3d`
-exactly once (:func:`read_tile_layout` checks it and names what is missing or
+must hold every tile of the grid :func:`cryo_pipeline.ops.blending.tile_origins_3d` (or
+of the stores' explicit per-axis ``grid_origins_zyx``, e.g. CN slab windows) exactly once (:func:`read_tile_layout` checks it and names what is missing or
 duplicated).
 
 Blending is **gather**-style: one Dask task per *output* chunk finds the tiles that
-overlap its box ``[lo, hi)`` (recomputed from the regular grid, so a task carries only a
+overlap its box ``[lo, hi)`` (recomputed from the per-axis grids, so a task carries only a
 few run-length numbers, never the list of all origins), reads just those tiles (one
 Zarr chunk each) and calls :func:`cryo_pipeline.ops.blending.blend_region_3d`
 (Σ w·tile / Σ w with the shared raised-cosine window). Every task writes exactly one
@@ -58,6 +58,8 @@ class TileLayout:
     runs : `(r, 4)` int64
         ``(grid_start, length, store, local_start)``, sorted by ``grid_start``: grid
         tiles ``grid_start + j`` are tiles ``local_start + j`` of ``stores[store]``.
+    grid : three tuples of int, or None
+        Explicit per-axis origins (the stores' ``grid_origins_zyx``); None = regular grid.
     """
 
     volume_shape: tuple[int, int, int]
@@ -67,17 +69,22 @@ class TileLayout:
     tilt_range_deg: tuple[float, float] | None
     stores: tuple[str, ...]
     runs: np.ndarray
+    grid: tuple[tuple[int, ...], ...] | None = None
 
     def axis_origins(self) -> list[np.ndarray]:
         """The per-axis 1D grids (z, y, x)."""
+        if self.grid is not None:
+            return [np.asarray(axis, dtype=np.int64) for axis in self.grid]
         return [tile_origins_1d(n, tile=t, overlap=o)
                 for n, t, o in zip(self.volume_shape, self.tile, self.overlap, strict=True)]
 
 
 def _geometry_key(attrs: dict[str, Any]) -> tuple:
     tilt = (attrs.get("tilt_min_deg"), attrs.get("tilt_max_deg"))
+    grid = attrs.get("grid_origins_zyx")
+    grid = None if grid is None else tuple(tuple(int(v) for v in axis) for axis in grid)
     return (attrs["volume_shape_zyx"], attrs["tile_px"], attrs["overlap_px"], float(attrs["voxel_size_angstrom"]),
-            tilt)
+            tilt, grid)
 
 
 def _grid_index(origins: np.ndarray, axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +115,10 @@ def read_tile_layout(tile_stores: Sequence[str | os.PathLike[str]]) -> TileLayou
     for path, attrs in zip(paths[1:], opened[1:], strict=True):
         if _geometry_key(attrs) != key:
             raise ValueError(f"tile stores disagree: {paths[0]} has (volume shape, tile, overlap, voxel size, tilt "
-                             f"range) {key} but {path} has {_geometry_key(attrs)}")
-    shape, tile, overlap, voxel, tilt = key
+                             f"range, grid) {key} but {path} has {_geometry_key(attrs)}")
+    shape, tile, overlap, voxel, tilt, grid = key
     layout = TileLayout(shape, tile, overlap, voxel, None if None in tilt else tuple(map(float, tilt)),
-                        tuple(paths), np.zeros((0, 4), np.int64))
+                        tuple(paths), np.zeros((0, 4), np.int64), grid)
     axes = layout.axis_origins()
     n_grid = int(np.prod([len(a) for a in axes]))
     owners: list[np.ndarray] = []
@@ -126,15 +133,15 @@ def read_tile_layout(tile_stores: Sequence[str | os.PathLike[str]]) -> TileLayou
         owners.append(np.full(len(flat), s))
     flat_all, owner_all = np.concatenate(flats), np.concatenate(owners)
     counts = np.bincount(flat_all, minlength=n_grid)
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    all_origins = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     problems = []
     if np.any(counts == 0):
         missing = np.flatnonzero(counts == 0)
-        problems.append(f"{missing.size} tile(s) missing, origins {grid[missing[:_SHOW]].tolist()}"
+        problems.append(f"{missing.size} tile(s) missing, origins {all_origins[missing[:_SHOW]].tolist()}"
                         f"{' ...' if missing.size > _SHOW else ''}")
     if np.any(counts > 1):
         dup = np.flatnonzero(counts > 1)
-        where = [f"{grid[g].tolist()} in {sorted({paths[o] for o in owner_all[flat_all == g]})}" for g in dup[:_SHOW]]
+        where = [f"{all_origins[g].tolist()} in {sorted({paths[o] for o in owner_all[flat_all == g]})}" for g in dup[:_SHOW]]
         problems.append(f"{dup.size} tile(s) stored more than once: {'; '.join(where)}"
                         f"{' ...' if dup.size > _SHOW else ''}")
     if problems:
@@ -147,7 +154,7 @@ def read_tile_layout(tile_stores: Sequence[str | os.PathLike[str]]) -> TileLayou
             if stop > start:
                 runs.append((flat[start], stop - start, s, start))
     runs_arr = np.asarray(sorted(runs), dtype=np.int64).reshape(-1, 4)
-    return TileLayout(shape, tile, overlap, voxel, layout.tilt_range_deg, tuple(paths), runs_arr)
+    return TileLayout(shape, tile, overlap, voxel, layout.tilt_range_deg, tuple(paths), runs_arr, grid)
 
 
 def _blend_block(block_info: dict | None = None, *, layout: TileLayout) -> np.ndarray:

@@ -23,6 +23,7 @@ from cryo_pipeline.config.pipeline import (
 )
 from cryo_pipeline.config.schema import pipeline_config_schema, render_schema_yaml
 from cryo_pipeline.config.stages import EvaluateConfig, SimulateConfig, WbpConfig
+from cryo_pipeline.io.fetch import sha256_file
 from cryo_pipeline.io.sheet import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, read_dataset_sheet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +32,13 @@ SCHEMA_YAML = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SHEET = REPO / "config" / "datasets.tsv"
 
 
-TRAIN_DEMO_OVERRIDES = {"crop_px", "base_channels", "depth", "batch_size", "epochs", "steps_per_epoch",
-                        "learning_rate", "learning_rate_energy"}
+# the sections where the demo runs at CPU scale instead of the papers' defaults, and the keys it changes
+DEMO_OVERRIDES = {
+    "train": {"crop_px", "base_channels", "depth", "batch_size", "epochs", "steps_per_epoch", "learning_rate",
+              "learning_rate_energy"},
+    "cn": {"width", "n_hidden_layers", "slab_px", "seed_iterations", "slab_iterations", "slab_lr_start",
+           "slab_lr_end", "rows_per_step"},
+}
 
 
 # --- PipelineConfig ------------------------------------------------------------------------
@@ -46,12 +52,9 @@ def test_defaults_equal_the_shipped_config_yaml():
     assert set(shipped) == set(defaults)
     for section in STAGE_SECTIONS:
         assert set(shipped[section]) == set(defaults[section]), section
-        if section != "train":
-            assert shipped[section] == defaults[section], section
-    # training is the one section where the demo runs at CPU scale instead of the paper's defaults
-    differing = {k for k in defaults["train"] if shipped["train"][k] != defaults["train"][k]}
-    assert differing == TRAIN_DEMO_OVERRIDES
-    assert loaded.model_copy(update={"train": PipelineConfig().train}) == PipelineConfig()
+        differing = {k for k in defaults[section] if shipped[section][k] != defaults[section][k]}
+        assert differing == DEMO_OVERRIDES.get(section, set()), section
+    assert loaded.model_copy(update={"train": PipelineConfig().train, "cn": PipelineConfig().cn}) == PipelineConfig()
 
 
 def test_stage_sections_are_the_models_sections():
@@ -182,6 +185,11 @@ BASE = {
 }
 
 
+EMPIAR_URL = "https://ftp.ebi.ac.uk/empiar/world_availability/10045/data/ribosomes/Tomograms/11/IS002_291013_011.mrcs"
+EMPIAR = {"kind": "empiar", "corruption": None, "tilt_step_deg": None, "data_kind": "tiltseries",
+          "source": EMPIAR_URL, "angles": EMPIAR_URL.replace(".mrcs", ".tlt")}
+
+
 def _row(**changes) -> DatasetRow:
     values = {**BASE, **changes}
     return DatasetRow.model_validate({k: v for k, v in values.items() if v is not None})
@@ -211,7 +219,23 @@ def test_a_valid_row():
         ({"snr": 0}, r"snr: Input should be greater than 0"),
         ({"dataset": "bad name"}, r"dataset: String should match pattern"),
         ({"kind": "movie"}, r"kind: Input should be 'synthetic', 'tiltseries', 'tomogram' or 'empiar'"),
-        ({"kind": "empiar", "corruption": None}, r"kind 'empiar' needs the fetch_dataset rule"),
+        ({"kind": "empiar", "corruption": None, "source": EMPIAR_URL},
+         r"dataset d1: kind 'empiar' needs data_kind 'tiltseries' or 'tomogram' \(what the source file is\)"),
+        ({**EMPIAR, "source": "ftp://ftp.ebi.ac.uk/empiar/x.mrcs"},
+         r"source 'ftp://ftp\.ebi\.ac\.uk/empiar/x\.mrcs' uses scheme 'ftp'; fetch_dataset reads http, https, file"),
+        ({**EMPIAR, "source": "https://ftp.ebi.ac.uk/empiar/10045/data/"},
+         r"source 'https://ftp\.ebi\.ac\.uk/empiar/10045/data/' does not end in a file name"),
+        ({**EMPIAR, "source": "https://ftp.ebi.ac.uk/empiar/10045/data/ts.tif"},
+         r"source file 'ts\.tif' must end in one of \.mrc, \.map, \.rec, \.mrcs, \.st, \.ali"),
+        ({**EMPIAR, "angles": "https://ftp.ebi.ac.uk/empiar/10045/data/ts.txt"},
+         r"angles file 'ts\.txt' must end in one of \.tlt, \.rawtlt, \.mdoc"),
+        ({**EMPIAR, "angles": None}, r"dataset d1: a tiltseries dataset needs an angles file"),
+        ({**EMPIAR, "data_kind": "tomogram"}, r"dataset d1: methods wbp and cn need a tilt series; a tomogram has"),
+        ({**EMPIAR, "data_kind": "movie"}, r"data_kind: Input should be 'tiltseries' or 'tomogram'"),
+        ({**EMPIAR, "sha256": "abc"}, r"sha256: String should match pattern"),
+        ({**EMPIAR, "corruption": "fourier"}, r"corruption applies to synthetic datasets only \(kind is empiar\)"),
+        ({"data_kind": "tiltseries"}, r"dataset d1: column data_kind applies to kind 'empiar' only \(kind is synthe"),
+        ({"sha256": "a" * 64}, r"dataset d1: column sha256 applies to kind 'empiar' only"),
         ({"kind": "tiltseries", "source": "ts.mrc", "angles": "ts.tlt"}, r"corruption applies to synthetic"),
         ({"kind": "tiltseries", "source": "ts.mrc", "corruption": None}, r"needs an angles file"),
         ({"kind": "tomogram", "source": "t.mrc", "corruption": None, "methods": "cn"}, r"methods wbp and cn need"),
@@ -237,6 +261,37 @@ def test_dataset_row_accepts_maps_tomograms_and_full_range():
     assert not tomo.has_ground_truth and not tomo.has_tilt_series
     full = _row(tilt_min_deg=-90, tilt_max_deg=90)
     assert (full.tilt_min_deg, full.tilt_max_deg) == (-90.0, 90.0)
+
+
+def test_an_empiar_row_is_treated_like_its_data_kind():
+    series = _row(**EMPIAR, sha256="AB" * 32)
+    assert (series.effective_kind, series.has_tilt_series, series.needs_subtomograms) == ("tiltseries", True, False)
+    assert not series.has_ground_truth and series.sha256 == "AB" * 32
+    assert series.fetched_files() == {"source": "resources/d1/IS002_291013_011.mrcs",
+                                      "angles": "resources/d1/IS002_291013_011.tlt"}
+    local = series.with_fetched_paths("res")
+    assert (local.kind, local.source, local.angles) == ("empiar", "res/d1/IS002_291013_011.mrcs",
+                                                        "res/d1/IS002_291013_011.tlt")
+    tomo = _row(**{**EMPIAR, "data_kind": "tomogram", "angles": None, "methods": "cryogen",
+                   "source": "file:///mirror/10164/TS_01-wbp.rec"})
+    assert (tomo.effective_kind, tomo.has_tilt_series, tomo.needs_subtomograms) == ("tomogram", False, True)
+    assert tomo.fetched_files() == {"source": "resources/d1/TS_01-wbp.rec"}
+
+
+def test_empiar_file_names_are_plain_and_decoded():
+    with pytest.raises(ValidationError, match=r"source 'file:///mirror/TS%2001\.rec' does not end in a file name"):
+        _row(**{**EMPIAR, "data_kind": "tomogram", "angles": None, "methods": "cryogen",
+                "source": "file:///mirror/TS%2001.rec"})
+    row = _row(**{**EMPIAR, "source": "/mirror/10045/ts_10.00Apx.mrcs", "angles": "https://h/a%2Bb.rawtlt"})
+    assert row.fetched_files() == {"source": "resources/d1/ts_10.00Apx.mrcs", "angles": "resources/d1/a+b.rawtlt"}
+    same = {**EMPIAR, "angles": "https://h/x.tlt", "source": "https://h/x.tlt"}
+    with pytest.raises(ValidationError, match=r"source file 'x\.tlt' must end in one of"):
+        _row(**same)
+
+
+def test_other_kinds_are_unchanged_by_with_fetched_paths():
+    row = _row()
+    assert row.effective_kind == "synthetic" and row.fetched_files() == {} and row.with_fetched_paths() is row
 
 
 @pytest.mark.parametrize(
@@ -342,6 +397,47 @@ def test_shipped_sheet_is_valid():
     assert [r.dataset for r in rows] == ["sphere64_fourier", "shapes_tiltseries", "sphere64_tiltseries"]
     assert all(r.source in PHANTOM_NAMES and r.voxel_size_angstrom == 10.0 for r in rows)
     assert rows[1].shape_px == (48, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("config_name", "n_rows"),
+    [("config.yaml", 3), ("config_real.yaml", 4), ("config_local.yaml", 8), ("config_empiar.yaml", 1),
+     ("paper.yaml", 2)],
+)
+def test_every_shipped_config_names_a_valid_sheet(monkeypatch, config_name, n_rows):
+    monkeypatch.chdir(REPO)  # sheet paths in the configs are relative to the workflow folder
+    cfg = load_pipeline_config(Path("config") / config_name)
+    assert len(read_dataset_sheet(Path(cfg.datasets))) == n_rows
+
+
+def test_the_empiar_sheet_and_its_10164_template(tmp_path):
+    lines = (REPO / "config" / "empiar.tsv").read_text().splitlines()
+    (ribo,) = read_dataset_sheet(REPO / "config" / "empiar.tsv")
+    assert (ribo.dataset, ribo.kind, ribo.effective_kind, ribo.methods) == (
+        "empiar10045_ribo_ts11", "empiar", "tiltseries", ("wbp",))
+    assert ribo.source == ("https://ftp.ebi.ac.uk/empiar/world_availability/10045/data/ribosomes/Tomograms/11/"
+                           "IS002_291013_011.mrcs")
+    assert ribo.angles == ribo.source.replace(".mrcs", ".tlt")
+    assert (ribo.voltage_kv, ribo.cs_mm, ribo.voxel_size_angstrom, ribo.defocus_angstrom) == (300, 2.7, None, None)
+    # EMPIAR-10164 has no aligned stack or tomogram to fetch: its row is a template that validates once enabled
+    header = next(line for line in lines if line.startswith("dataset\t"))
+    template = next(line[2:] for line in lines if line.startswith("# empiar10164_hiv_ts01\t"))
+    (hiv,) = read_dataset_sheet(_sheet(tmp_path / "config" / "empiar.tsv", template, header=header))
+    assert (hiv.effective_kind, hiv.voxel_size_angstrom, hiv.defocus_angstrom) == ("tomogram", 10.8, 38838.26)
+    assert (hiv.voltage_kv, hiv.cs_mm, hiv.methods) == (300, 2.7, ("isonet", "cryogen"))
+    assert hiv.fetched_files() == {"source": "resources/empiar10164_hiv_ts01/TS01-wbp.rec"}
+
+
+def test_the_local_sheet_holds_the_real_rows_the_benchmarks_and_a_checked_local_fetch():
+    rows = {r.dataset: r for r in read_dataset_sheet(REPO / "config" / "datasets_local.tsv")}
+    for row in (*read_dataset_sheet(REPO / "config" / "datasets_real.tsv"), *read_dataset_sheet(SHEET)):
+        assert rows.pop(row.dataset) == row
+    (fetched,) = rows.values()
+    assert (fetched.dataset, fetched.kind, fetched.effective_kind) == ("needle_stem_fetched", "empiar", "tiltseries")
+    stack = Path(fetched.source)
+    assert stack == (REPO.parent / "shared" / "data" / "real" / "tiltseries_haadf_needle_etspy.mrc").resolve()
+    if stack.is_file():  # the MANIFEST's sha256, which fetch_dataset checks
+        assert sha256_file(stack) == fetched.sha256
 
 
 def test_simulate_config_defaults_are_the_papers_protocol():

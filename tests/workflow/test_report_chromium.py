@@ -76,10 +76,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     started = time.monotonic()
     failed = run_snakemake(workdir, "--cores", "2", "--keep-going", timeout=600)
     partial = workdir / "partial_report.html"
-    if (workdir / "results" / RUN / "report.html").is_file():
-        shutil.copy(workdir / "results" / RUN / "report.html", partial)
+    # the partial report never takes report.html's name (the rerun must still see it missing)
+    assert not (workdir / "results" / RUN / "report.html").exists()
+    if (workdir / "results" / RUN / "report.partial.html").is_file():
+        shutil.copy(workdir / "results" / RUN / "report.partial.html", partial)
     sheet.write_text(COLUMNS + GOOD_ROWS)  # the user drops the broken dataset and runs again
     fixed = run_snakemake(workdir, "--cores", "2", timeout=600)
+    assert not (workdir / "results" / RUN / "report.partial.html").exists()  # rule report removed it
     print(f"sweep runs took {time.monotonic() - started:.0f} s in {workdir}")
     return {"workdir": workdir, "failed": failed, "fixed": fixed, "partial": partial,
             "run_dir": workdir / "results" / RUN}

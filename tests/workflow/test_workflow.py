@@ -90,9 +90,9 @@ def test_unknown_sheet_column_names_the_column(tiny_workdir):
     assert "unknown column(s) colour" in result.stdout + result.stderr
 
 
-def test_unimplemented_method_is_a_clear_error(tiny_workdir):
+def test_cn_without_a_tilt_series_is_a_clear_error(tiny_workdir):
     sheet = tiny_workdir / "config" / "datasets.tsv"
-    sheet.write_text(sheet.read_text().replace("\twbp\t1\t", "\twbp,cn\t1\t"))
+    sheet.write_text(sheet.read_text().replace("\tfourier\t\t\t0\t32", "\tfourier\t\tcn\t0\t32"))
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
-    assert "method 'cn'" in result.stdout + result.stderr
+    assert "method 'cn' needs a tilt series, but corruption is 'fourier'" in result.stdout + result.stderr

@@ -1,9 +1,11 @@
 # Validation of config and dataset sheet, wildcard constraints, and the named helpers
 # that rules use for inputs and params. No logic inside rules; no lambdas.
+import json
 import re
+from pathlib import Path
 
 from cryo_pipeline import __version__
-from cryo_pipeline.config.dataset import IMPLEMENTED_METHODS
+from cryo_pipeline.config.dataset import FETCH_ROOT, IMPLEMENTED_METHODS
 from cryo_pipeline.config.pipeline import parse_pipeline_config
 from cryo_pipeline.io.sheet import read_dataset_sheet
 
@@ -29,7 +31,32 @@ wildcard_constraints:
 
 
 def _row(wildcards):
-    return DATASETS[wildcards.dataset]
+    """The dataset's row as the stages see it: an empiar row points at its fetched files."""
+    return DATASETS[wildcards.dataset].with_fetched_paths(FETCH_ROOT)
+
+
+# Files that fetch_dataset downloads: {(dataset, file name): "source" | "angles"} for empiar rows.
+FETCHED = {
+    (name, Path(path).name): role
+    for name, row in DATASETS.items()
+    for role, path in row.fetched_files(FETCH_ROOT).items()
+}
+
+
+def fetch_file_pattern():
+    """Wildcard constraint of fetch_dataset's {file}: exactly the sheet's fetched file names."""
+    names = sorted({file for _, file in FETCHED})
+    return "|".join(re.escape(file) for file in names) if names else "(?!)"
+
+
+def fetch_dataset_json(wildcards):
+    """The empiar row as written in the sheet (with its URLs), for fetch-dataset."""
+    return DATASETS[wildcards.dataset].model_dump_json()
+
+
+def fetch_role(wildcards):
+    """Which file of the row {file} is: 'source' or 'angles'."""
+    return FETCHED[(wildcards.dataset, wildcards.file)]
 
 
 def dataset_json(wildcards):
@@ -74,7 +101,7 @@ def _method_volume(wildcards, method):
     base = f"results/{wildcards.run}/{wildcards.dataset}"
     if method != "corrupted":
         return f"{base}/{method}/volume.mrc"
-    if row.kind == "tomogram":
+    if row.effective_kind == "tomogram":
         return row.source
     if row.kind == "synthetic" and row.corruption == "fourier":
         return f"{base}/fourier_wedged.mrc"
@@ -174,3 +201,87 @@ def all_metric_tables(wildcards):
         for name, row in DATASETS.items()
         for method in ("corrupted", *row.methods)
     ]
+
+
+def dataset_sheet(wildcards):
+    """The dataset sheet (the report shows its settings and finds ablation sweeps in it)."""
+    return CFG.datasets
+
+
+def write_partial_report(snakemake_log):
+    """onerror handler: the report of whatever finished, each missing result named with its log.
+
+    With --keep-going a failed dataset blocks collect_metrics and report, so Snakemake calls
+    this after every other job has run; `cryo-pipeline report` without --metrics builds the
+    report from the metric tables that exist. It never raises (Snakemake already failed).
+    """
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    wildcards = SimpleNamespace(run=RUN)
+    # not report.html: that is rule report's output, and its presence would tell the next run
+    # that nothing is left to do
+    out, log_path = f"results/{RUN}/report.partial.html", f"logs/{RUN}/report_partial.log"
+    command = [
+        "cryo-pipeline", "report", "--run-name", RUN, "--sheet", CFG.datasets,
+        "--expected-tables", *all_metric_tables(wildcards),
+        "--preprocess", *[p for p in preprocess_records(wildcards) if os.path.exists(p)],
+        "--losses", *[p for p in loss_tables(wildcards) if os.path.exists(p)],
+        "--logs-dir", f"logs/{RUN}", "--benchmarks-dir", f"benchmarks/{RUN}",
+        "--pipeline-config-json", CFG.model_dump_json(),
+        "--workflow-log", " ".join(str(path) for path in snakemake_log or ()),
+        "--out", out,
+    ]
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(log_path, "w") as handle:
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    except OSError as error:
+        print(f"partial report not written: {error}", file=sys.stderr)
+        return
+    if done.returncode == 0:
+        print(f"Partial report of the finished datasets, failed ones listed with their logs: {out}", file=sys.stderr)
+    else:
+        print(f"partial report failed (exit {done.returncode}); see {log_path}", file=sys.stderr)
+
+
+# --- CN (coordinate networks): inputs that depend on the plan_slabs checkpoint -----------------
+def _cn_dir(wildcards):
+    return f"results/{wildcards.run}/{wildcards.dataset}/cn"
+
+
+def cn_tilt_series(wildcards):
+    """The tilt series the CN rules fit (simulated or the sheet's / fetched file)."""
+    return tilt_series_inputs(wildcards)["tilt_series"]
+
+
+def _slab_plan(wildcards):
+    """The slab plan of the dataset (after the plan_slabs checkpoint ran)."""
+    plan_file = checkpoints.plan_slabs.get(run=wildcards.run, dataset=wildcards.dataset).output.plan
+    with open(plan_file) as handle:
+        return json.load(handle)
+
+
+def slab_init_model(wildcards):
+    """fit_slab's starting weights: the seed's, or (chain) the neighbour's towards the seed slab."""
+    base = _cn_dir(wildcards)
+    if CFG.cn.schedule == "seed":
+        return f"{base}/seed/model.pt"
+    seed_slab = _slab_plan(wildcards)["seed_slab"]
+    slab = int(wildcards.slab)
+    if slab == seed_slab:
+        return f"{base}/seed/model.pt"
+    parent = slab + 1 if slab < seed_slab else slab - 1
+    return f"{base}/slabs/slab_{parent}.pt"
+
+
+def slab_outputs(wildcards):
+    """Every slab's tile store and record (stitch_slabs' inputs; reads the checkpoint's plan)."""
+    base = _cn_dir(wildcards)
+    slabs = range(_slab_plan(wildcards)["n_slabs"])
+    return {
+        "tiles": [f"{base}/slabs/slab_{i}.zarr" for i in slabs],
+        "meta": [f"{base}/slabs/slab_{i}.json" for i in slabs],
+    }

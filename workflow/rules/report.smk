@@ -5,8 +5,9 @@
 # still runs, but rule report needs every dataset's metrics, so it cannot run. Snakemake then calls
 # onerror, which runs `cryo-pipeline report` without --metrics: the report is built from the
 # per-(dataset, method) tables that exist and lists the missing ones as failed with their log path.
-# Snakemake still exits non-zero. After fixing the cause, the next run redoes only what is missing
-# and rule report replaces the partial report.
+# Snakemake still exits non-zero. The partial report is results/<run>/report.partial.html (never
+# report.html, so the next run still sees what is missing). After fixing the cause, the next run
+# redoes only what is missing, and rule report writes report.html and removes the partial one.
 
 
 report: "../report/workflow.rst"
@@ -30,6 +31,7 @@ rule report:
         ),
     params:
         pipeline_config=pipeline_config_json,
+        partial="results/{run}/report.partial.html",
         logs="logs/{run}",
         benchmarks="benchmarks/{run}",
     log:
@@ -43,6 +45,7 @@ rule report:
             --logs-dir {params.logs:q} --benchmarks-dir {params.benchmarks:q} \
             --pipeline-config-json {params.pipeline_config:q} \
             --out {output.html:q} --sweep-tsv {output.sweep:q} --sweep-png {output.sweep_plot:q} > {log:q} 2>&1
+        rm -f {params.partial:q}
         """
 
 

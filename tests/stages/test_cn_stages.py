@@ -1,0 +1,150 @@
+"""CN stages: plan_slabs → fit_slab_seed → fit_slab (one per slab) → stitch (Dask), and their errors."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.stages import CnConfig, StitchConfig
+from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.zarr_store import read_volume_zarr
+from cryo_pipeline.ops.fsc import dfsc_missing_mean, directional_fsc
+from cryo_pipeline.ops.metrics import psnr_paper_db
+from cryo_pipeline.ops.phantoms import make_phantom
+from cryo_pipeline.ops.projector import project_3d
+from cryo_pipeline.ops.wbp import weighted_backprojection_3d
+from cryo_pipeline.stages import fit_slab, plan_slabs, stitch_tiles
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ANGLES = np.arange(-60, 60.01, 2.0)
+TINY = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=3,
+                rows_per_step=2)
+
+
+def _series(folder: Path, truth: np.ndarray, angles=ANGLES, *, n_angles: int | None = None) -> DatasetRow:
+    series = project_3d(truth, angles)
+    write_mrc(folder / "ts.mrc", series, voxel_size_angstrom=10.0)
+    listed = angles if n_angles is None else np.linspace(angles[0], angles[-1], n_angles)
+    (folder / "ts.tlt").write_text("\n".join(f"{a:g}" for a in listed) + "\n")
+    write_mrc(folder / "gt.mrc", truth, voxel_size_angstrom=10.0)
+    return DatasetRow(dataset="cn.test", kind="tiltseries", source=str(folder / "ts.mrc"),
+                      angles=str(folder / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
+                      methods=("cn",))
+
+
+def _run_all(folder: Path, row: DatasetRow, cfg: CnConfig, stitch: StitchConfig | None = None):
+    plan = plan_slabs.run(tilt_series_path=folder / "ts.mrc", angles_path=folder / "ts.tlt", dataset=row, cfg=cfg,
+                          out=folder / "plan.json", reference_volume_path=folder / "gt.mrc")
+    fit_slab.run_seed(tilt_series_path=folder / "ts.mrc", plan_path=folder / "plan.json", dataset=row, cfg=cfg,
+                      out_model=folder / "seed.pt")
+    for i in range(plan.n_slabs):
+        fit_slab.run_slab(tilt_series_path=folder / "ts.mrc", plan_path=folder / "plan.json",
+                          init_model=folder / "seed.pt", seed_meta=folder / "seed.json", slab=i, dataset=row,
+                          cfg=cfg, out_tiles=folder / f"slab_{i}.zarr", out_model=folder / f"slab_{i}.pt")
+    stitch_tiles.run(tile_stores=[folder / f"slab_{i}.zarr" for i in range(plan.n_slabs)],
+                     meta_paths=[folder / f"slab_{i}.json" for i in range(plan.n_slabs)], out=folder / "cn.mrc",
+                     out_zarr=folder / "cn.zarr", threads=1, cfg=stitch or StitchConfig(chunk_px=16))
+    return plan
+
+
+def test_plan_records_the_geometry(tmp_path):
+    truth = np.zeros((8, 18, 10), np.float32)
+    truth[2:6, :, 3:7] = 1.0
+    row = _series(tmp_path, truth)
+    plan = plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
+                          cfg=TINY, out=tmp_path / "plan.json", reference_volume_path=tmp_path / "gt.mrc")
+    record = json.loads((tmp_path / "plan.json").read_text())
+    assert plan.n_slabs == math.ceil(18 / 4) == record["n_slabs"]
+    assert record["volume_shape_zyx"] == [8, 18, 10] and record["voxel_size_angstrom"] == 10.0
+    assert len(record["tilt_indices"]) == len(ANGLES) and record["angles_deg"][0] == -60
+    series = read_mrc(tmp_path / "ts.mrc").data
+    assert record["value_scale"] == pytest.approx(np.sqrt(np.mean(series.astype(np.float64) ** 2)) / 8, rel=1e-6)
+    # without slab_px the thickness comes from the parameter ratio (clipped to the height)
+    ratio_plan = plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
+                                cfg=TINY.model_copy(update={"slab_px": None, "params_per_voxel": 1.0}),
+                                out=tmp_path / "plan2.json")
+    n_params = json.loads((tmp_path / "plan2.json").read_text())["n_parameters"]
+    assert ratio_plan.slab_px == min(18, round(n_params / (10 * 10)))
+
+
+@pytest.mark.parametrize("update, n_angles, message", [
+    ({}, 7, r"tilt angles \(7\) .*61|61.*7"),
+    ({"slab_px": 40}, None, "slab thickness 40 rows is larger than the volume height 18"),
+    ({"halo_px": 4}, None, r"halo \(4 rows\) must be smaller than the slab thickness \(4 rows\)"),
+])
+def test_bad_input_is_a_clear_error_naming_the_file(tmp_path, update, n_angles, message):
+    truth = np.ones((8, 18, 10), np.float32)
+    row = _series(tmp_path, truth, n_angles=n_angles)
+    with pytest.raises(ValueError, match=message):
+        plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
+                       cfg=TINY.model_copy(update=update), out=tmp_path / "plan.json")
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_a_slab_refuses_weights_of_another_network(tmp_path):
+    truth = np.ones((8, 12, 10), np.float32)
+    row = _series(tmp_path, truth)
+    plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row, cfg=TINY,
+                   out=tmp_path / "plan.json")
+    fit_slab.run_seed(tilt_series_path=tmp_path / "ts.mrc", plan_path=tmp_path / "plan.json", dataset=row, cfg=TINY,
+                      out_model=tmp_path / "seed.pt")
+    wider = TINY.model_copy(update={"width": 24})
+    with pytest.raises(ValueError, match="differs from the config"):
+        fit_slab.run_slab(tilt_series_path=tmp_path / "ts.mrc", plan_path=tmp_path / "plan.json",
+                          init_model=tmp_path / "seed.pt", seed_meta=None, slab=0, dataset=row, cfg=wider,
+                          out_tiles=tmp_path / "s.zarr", out_model=tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="outside the plan"):
+        fit_slab.run_slab(tilt_series_path=tmp_path / "ts.mrc", plan_path=tmp_path / "plan.json",
+                          init_model=tmp_path / "seed.pt", seed_meta=None, slab=3, dataset=row, cfg=TINY,
+                          out_tiles=tmp_path / "s.zarr", out_model=tmp_path / "s.pt")
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "s.pt").exists()
+
+
+def test_tiny_chain_writes_a_stitched_volume_with_seam_ratio_and_runtime(tmp_path):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = _series(tmp_path, truth)
+    plan = _run_all(tmp_path, row, TINY)
+    volume = read_mrc(tmp_path / "cn.mrc")
+    assert volume.data.shape == truth.shape and volume.voxel_size_angstrom == 10.0
+    stored, attrs = read_volume_zarr(tmp_path / "cn.zarr")
+    assert np.array_equal(stored, volume.data) and attrs["voxel_size_angstrom"] == 10.0
+    record = json.loads((tmp_path / "cn.json").read_text())
+    assert record["method"] == "cn" and record["n_groups"] == plan.n_slabs == 3
+    assert record["slab_boundaries_y"] == list(plan.boundaries_y)
+    assert math.isfinite(record["seam_ratio"])
+    seed = json.loads((tmp_path / "seed.json").read_text())
+    slabs = [json.loads((tmp_path / f"slab_{i}.json").read_text()) for i in range(3)]
+    # critical path: seed fit, then the slowest slab (they run in parallel), then the stitch
+    assert record["train_s"] == pytest.approx(seed["runtime_s"])
+    assert record["predict_s"] == pytest.approx(max(s["runtime_s"] for s in slabs))
+    assert record["runtime_s"] == pytest.approx(record["train_s"] + record["predict_s"] + record["stitch_s"])
+
+
+@pytest.mark.slow
+def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(tmp_path):
+    """Issue 5 quality bar, CPU protocol: 64 × 64 × 64 mixed shapes, ±60° every 2°, 8 slabs with halo."""
+    torch.manual_seed(0)
+    truth = make_phantom("mixed_shapes", shape_zyx=(64, 64, 64), seed=1).astype(np.float32)
+    row = _series(tmp_path, truth)
+    cfg = CnConfig(width=128, n_hidden_layers=3, slab_px=8, halo_px=2, seed_iterations=300, slab_iterations=150,
+                   slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
+    plan = _run_all(tmp_path, row, cfg, StitchConfig(chunk_px=32))
+    assert plan.n_slabs == 8
+    cn = read_mrc(tmp_path / "cn.mrc").data
+    series = torch.from_numpy(read_mrc(tmp_path / "ts.mrc").data)
+    wbp = weighted_backprojection_3d(series, ANGLES, volume_shape_zyx=truth.shape).numpy()
+    psnr_cn, psnr_wbp = psnr_paper_db(cn, truth), psnr_paper_db(wbp, truth)
+    missing_cn = dfsc_missing_mean(directional_fsc(cn, truth, angles_deg=ANGLES)[2])
+    missing_wbp = dfsc_missing_mean(directional_fsc(wbp, truth, angles_deg=ANGLES)[2])
+    record = json.loads((tmp_path / "cn.json").read_text())
+    print(f"CN {psnr_cn:.2f} dB vs WBP {psnr_wbp:.2f} dB; missing-region dFSC {missing_cn:.3f} vs {missing_wbp:.3f}; "
+          f"seam ratio {record['seam_ratio']:.3f}")
+    assert psnr_cn >= psnr_wbp + 2.0
+    assert missing_cn > missing_wbp + 0.1
+    assert record["seam_ratio"] <= 1.2
