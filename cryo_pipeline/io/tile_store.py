@@ -3,7 +3,9 @@
 A job that computes part of a volume (a group of CryoGEN inference tiles, a CN slab)
 writes its tiles to its own store; the Dask stitcher
 (:mod:`cryo_pipeline.stitch.dask_blend`) blends all the stores of a volume. A store is
-one Zarr v3 array ``(n_tiles, tz, ty, tx)`` float32 with **one chunk per tile**
+one Zarr v3 array ``(n_tiles, tz, ty, tx)`` float32 with **one chunk per tile** (or,
+for big tiles such as CN slabs, tiles cut into chunks of ``chunk_px`` so a reader
+fetches only the part it needs)
 (dimension names ``["tile", "z", "y", "x"]``; ``n_tiles`` may be 0 for a group that
 got no tile) and the attributes
 
@@ -96,6 +98,7 @@ def create_tile_store(
     provenance: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
     grid_origins_zyx: Sequence[Sequence[int]] | None = None,
+    chunk_px: int | Sequence[int] | None = None,
 ) -> zarr.Array:
     """Create an empty tile store for a streaming writer (NOT atomic by itself).
 
@@ -121,6 +124,8 @@ def create_tile_store(
     grid_origins_zyx : three sequences of int, optional
         Per-axis origins of an irregular grid (default: the regular grid of
         :func:`cryo_pipeline.ops.blending.tile_origins_3d`).
+    chunk_px : int or (z, y, x), optional
+        Chunk of a tile (clipped to the tile); default the whole tile.
 
     Returns
     -------
@@ -142,8 +147,10 @@ def create_tile_store(
                         tilt_max_deg=tilt_max_deg, provenance=provenance,
                         extra_attrs={**tile_attrs, **dict(extra_attrs or {})})
     tile = tile_attrs["tile_px"]
+    chunk = tile if chunk_px is None else [min(t, c) for t, c in zip(tile, _three(chunk_px, "chunk_px", path),
+                                                                     strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    return zarr.create_array(store=str(path), shape=(len(origins), *tile), chunks=(1, *tile), dtype=np.float32,
+    return zarr.create_array(store=str(path), shape=(len(origins), *tile), chunks=(1, *chunk), dtype=np.float32,
                              dimension_names=_DIMENSION_NAMES, attributes=attrs, fill_value=0, zarr_format=3)
 
 
@@ -163,6 +170,7 @@ def write_tile_store(
     provenance: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
     grid_origins_zyx: Sequence[Sequence[int]] | None = None,
+    chunk_px: int | Sequence[int] | None = None,
 ) -> None:
     """Write in-memory tiles to a new tile store, atomically.
 
@@ -175,7 +183,7 @@ def write_tile_store(
     origins : `(k, 3)` int array
         One origin per tile.
     volume_shape_zyx, tile_px, overlap_px, voxel_size_angstrom, group, n_groups, tilt_min_deg, tilt_max_deg,
-    provenance, extra_attrs, grid_origins_zyx
+    provenance, extra_attrs, grid_origins_zyx, chunk_px
         As for :func:`create_tile_store`.
     """
     path = Path(path)
@@ -191,7 +199,7 @@ def write_tile_store(
                                   overlap_px=overlap_px, voxel_size_angstrom=voxel_size_angstrom, group=group,
                                   n_groups=n_groups, tilt_min_deg=tilt_min_deg, tilt_max_deg=tilt_max_deg,
                                   provenance=provenance, extra_attrs=extra_attrs,
-                                  grid_origins_zyx=grid_origins_zyx)
+                                  grid_origins_zyx=grid_origins_zyx, chunk_px=chunk_px)
         if len(tiles):
             store[...] = tiles
 

@@ -285,7 +285,7 @@ def blend_region_3d(
     origins: np.ndarray,
     tile_zyx: int | Sequence[int],
     overlap_zyx: int | Sequence[int],
-    read_tile: Callable[[int], np.ndarray],
+    read_tile: Callable[[int, tuple[slice, slice, slice]], np.ndarray],
 ) -> np.ndarray:
     """Gather-style blend of the output box ``[lo, hi)`` from the tiles overlapping it.
 
@@ -298,7 +298,8 @@ def blend_region_3d(
     tile_zyx, overlap_zyx : int or (z, y, x)
         Tile size and window ramp length.
     read_tile : callable
-        ``read_tile(i)`` returns tile ``i`` as a `tile_zyx` array; called only for
+        ``read_tile(i, box)`` returns ``tile_i[box]`` (``box``: three slices inside the
+        tile), so a store reads only the part that overlaps the region; called only for
         tiles that overlap the box.
 
     Returns
@@ -319,10 +320,11 @@ def blend_region_3d(
         a, b = np.maximum(lo, o), np.minimum(hi, o + tile)
         src = tuple(slice(s, e) for s, e in zip(a - o, b - o, strict=True))
         dst = tuple(slice(s, e) for s, e in zip(a - lo, b - lo, strict=True))
-        values = np.asarray(read_tile(int(i)))
-        if tuple(values.shape) != tuple(tile.tolist()):
-            raise ValueError(f"read_tile({i}) returned shape {values.shape}, expected {tuple(tile.tolist())}")
-        num[dst] += window[src] * values[src]
+        values = np.asarray(read_tile(int(i), src))
+        expected = tuple((b - a).tolist())
+        if tuple(values.shape) != expected:
+            raise ValueError(f"read_tile({i}, box) returned shape {values.shape}, expected {expected}")
+        num[dst] += window[src] * values
         den[dst] += window[src]
     if not np.all(den > 0):
         first = tuple(int(v) for v in np.argwhere(den <= 0)[0] + lo)
@@ -354,4 +356,4 @@ def blend_tiles_3d(
     if len(tiles) != len(origins):
         raise ValueError(f"blend_tiles_3d: {len(tiles)} tiles but {len(origins)} origins")
     return blend_region_3d((0, 0, 0), as_zyx(shape_zyx, "shape_zyx"), origins=origins,
-                           tile_zyx=tuple(np.shape(tiles[0])), overlap_zyx=overlap_zyx, read_tile=lambda i: tiles[i])
+                           tile_zyx=tuple(np.shape(tiles[0])), overlap_zyx=overlap_zyx, read_tile=lambda i, box: np.asarray(tiles[i])[box])

@@ -170,11 +170,11 @@ def _blend_block(block_info: dict | None = None, *, layout: TileLayout) -> np.nd
     store, local = run[:, 2], run[:, 3] + flat - run[:, 0]
     arrays: dict[int, Any] = {}
 
-    def read_tile(i: int) -> np.ndarray:
+    def read_tile(i: int, box: tuple[slice, slice, slice]) -> np.ndarray:
         s = int(store[i])
         if s not in arrays:
             arrays[s] = open_tile_array(layout.stores[s])
-        return arrays[s][int(local[i])]
+        return arrays[s][(int(local[i]), *box)]  # only the chunks of the tile that overlap the output chunk
 
     return blend_region_3d(lo, hi, origins=origins, tile_zyx=layout.tile, overlap_zyx=layout.overlap,
                            read_tile=read_tile)

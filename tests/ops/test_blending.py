@@ -39,7 +39,7 @@ def _blend_all_ways(tiles, origins, shape, *, tile, overlap):
             for x0, x1 in zip(edges[2][:-1], edges[2][1:], strict=True):
                 gathered[z0:z1, y0:y1, x0:x1] = blend_region_3d(
                     (z0, y0, x0), (z1, y1, x1), origins=origins, tile_zyx=tile, overlap_zyx=overlap,
-                    read_tile=lambda i: tiles[i])
+                    read_tile=lambda i, box: tiles[i][box])
     convenience = blend_tiles_3d(tiles, origins, shape, overlap_zyx=overlap)
     return pushed, gathered, convenience
 
@@ -202,14 +202,14 @@ def test_accumulator_errors():
 
 def test_gather_errors_on_uncovered_voxels_and_bad_tiles():
     origins = np.array([[0, 0, 0]])
-    read = lambda i: np.ones((4, 4, 4), dtype=np.float32)  # noqa: E731
+    read = lambda i, box: np.ones((4, 4, 4), dtype=np.float32)[box]  # noqa: E731
     with pytest.raises(ValueError, match=r"covered by no tile \(first \(0, 0, 4\)\)"):
         blend_region_3d((0, 0, 0), (4, 4, 6), origins=origins, tile_zyx=4, overlap_zyx=1, read_tile=read)
     with pytest.raises(ValueError, match=r"empty region"):
         blend_region_3d((0, 0, 2), (4, 4, 2), origins=origins, tile_zyx=4, overlap_zyx=1, read_tile=read)
-    with pytest.raises(ValueError, match=r"read_tile\(0\) returned shape \(3, 3, 3\), expected \(4, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"read_tile\(0, box\) returned shape \(3, 3, 3\), expected \(4, 4, 4\)"):
         blend_region_3d((0, 0, 0), (4, 4, 4), origins=origins, tile_zyx=4, overlap_zyx=1,
-                        read_tile=lambda i: np.ones((3, 3, 3)))
+                        read_tile=lambda i, box: np.ones((3, 3, 3)))
     with pytest.raises(ValueError, match=r"2 tiles but 1 origins"):
         blend_tiles_3d(np.ones((2, 4, 4, 4)), origins, (4, 4, 4), overlap_zyx=1)
 
