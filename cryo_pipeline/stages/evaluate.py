@@ -17,6 +17,7 @@ from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
+from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
 from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
 
@@ -39,6 +40,7 @@ METRIC_COLUMNS = (
     "dfsc_missing_mean",
     "wedge_fill",
     "seam_ratio",
+    "seam_ratio_ground_truth",
     "runtime_s",
     "device",
     "voxel_size_angstrom",
@@ -116,6 +118,9 @@ def run(
         row.update({k: v for k, v in scores.items() if k in row})
         row.update({k: v for k, v in fsc.items() if k in row})
         row["curves_path"] = str(curves_out)
+        if meta.get("slab_boundaries_y"):  # the content's own step at the seam rows: what "no seam" looks like
+            steps = np.abs(np.diff(truth.data.astype(np.float64), axis=1)).mean(axis=(0, 2))
+            row["seam_ratio_ground_truth"] = seam_ratio(steps, meta["slab_boundaries_y"])
     table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
     with stage_outputs(out, curves_out) as (tmp_out, tmp_curves):
         atomic_write_text(tmp_curves, json.dumps(curves, indent=1))
