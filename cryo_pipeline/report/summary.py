@@ -25,12 +25,14 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("dfsc_missing_mean", "dFSC missing", ".3f", "mean directional FSC, missing region"),
     Column("wedge_fill", "wedge fill", ".3f", "missing-region power / expected (no reference)"),
     Column("seam_ratio", "seam ratio", ".3f", "CN: mean |Δ| across slab boundaries / within slabs"),
+    Column("seam_ratio_ground_truth", "seam ratio GT", ".3f",
+           "the ground truth's own ratio at the same rows (what no seam looks like)"),
     Column("runtime_s", "runtime (s)", ".1f", "the method's computation, as its stage recorded it"),
     Column("jobs_wall_s", "jobs (s)", ".1f", "summed wall time of the method's jobs (Snakemake benchmarks)"),
     Column("device", "device"),
     Column("hardware", "hardware", "", "processor (where recorded) and host of the method's last job"),
 )
-OPTIONAL_COLUMNS = ("seam_ratio", "jobs_wall_s", "hardware")
+OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "jobs_wall_s", "hardware")
 """Columns shown only when some row has a value."""
 
 METRIC_NOTES = (
@@ -52,7 +54,9 @@ RUNTIME_NOTE = ("runtime: the method's own computation as its stage recorded it 
                 "benchmark files, scoring left out; hardware: the processor where the stage recorded it, and "
                 "the host.")
 SEAM_NOTE = ("Seam ratio (CN only): mean |Δ| between adjacent y-rows across slab boundaries divided by the "
-             f"same within slabs; ≤ {SEAM_RATIO_LIMIT} means no visible seams.")
+             f"same within slabs; ≤ {SEAM_RATIO_LIMIT} means no visible seams. With a ground truth, its own ratio "
+             "at the same rows is shown beside it: structure that happens to change at those rows raises both, so "
+             "a CN ratio at or below the ground truth's adds no seam.")
 
 
 def summary_columns(table: pd.DataFrame) -> list[Column]:

@@ -134,7 +134,13 @@ def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_
     settings = FitSettings(cfg.slab_iterations, cfg.slab_lr_start, cfg.slab_lr_end, loss=cfg.loss,
                            tv_weight=cfg.tv_weight, rows_per_step=cfg.rows_per_step, seed=cfg.seed + 1 + slab)
     start = time.perf_counter()
-    history, record, window = _fit(tilt_series_path, plan_path, cfg, slab, settings, model, device, f"slab {slab}")
+    try:
+        history, record, window = _fit(tilt_series_path, plan_path, cfg, slab, settings, model, device,
+                                       f"slab {slab}")
+    except FloatingPointError as error:  # name the stage, the key to change and the last good weights
+        raise FloatingPointError(f"fit_slab {slab} of {dataset.dataset} diverged: {error} (cn.slab_lr_start = "
+                                 f"{cfg.slab_lr_start}); nothing was written; last good weights: the initial ones, "
+                                 f"{init_model}") from None
     shape = tuple(int(n) for n in record["volume_shape_zyx"])
     tile = evaluate_window(model, volume_shape_zyx=shape, window_y=window, scale=float(record["value_scale"]),
                            device=device)

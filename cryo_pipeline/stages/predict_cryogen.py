@@ -62,6 +62,10 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
     device = resolve_device(cfg.device)
     model, state = load_generator(model_path, device=device)
     _check_tile(cfg, model, model_path)
+    if device.type == "cuda":  # stop before the first tile if tile/batch cannot fit, suggesting ones that do
+        from cryo_pipeline.training.memory import check_prediction_memory, free_cuda_bytes
+
+        check_prediction_memory(cfg, free_cuda_bytes(device), **state["architecture"])
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
     tilt_range = tuple(state["tilt_range_deg"])
     start = time.perf_counter()

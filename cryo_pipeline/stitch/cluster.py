@@ -153,8 +153,15 @@ def start_cluster(*, threads: int, memory_limit_mb: int | None = None, scheduler
                 yield client
             return
         memory = "auto" if memory_limit_mb is None else int(memory_limit_mb * 1e6 / int(threads))
-        with (LocalCluster(n_workers=int(threads), threads_per_worker=1, processes=True, dashboard_address=None,
-                           scheduler_kwargs=_NO_DASHBOARD, memory_limit=memory) as local, Client(local) as client):
+        # the scheduler's and workers' scratch space (spill and lock files) in a folder of our own under
+        # $TMPDIR, removed once the cluster is closed (Dask would leave dask-scratch-space/*.lock behind)
+        import dask
+
+        with (tempfile.TemporaryDirectory(prefix="cryo-dask-") as scratch,
+              dask.config.set({"temporary-directory": scratch}),
+              LocalCluster(n_workers=int(threads), threads_per_worker=1, processes=True, dashboard_address=None,
+                           scheduler_kwargs=_NO_DASHBOARD, memory_limit=memory, local_directory=scratch) as local,
+              Client(local) as client):
             yield client
     finally:
         chatter.setLevel(level)

@@ -38,6 +38,7 @@ from cryo_pipeline.training.distributed import (
     setup_process_group,
     teardown_process_group,
 )
+from cryo_pipeline.training.memory import check_training_memory, free_cuda_bytes
 from cryo_pipeline.training.schedules import consistency_weight, warmup_linear_decay
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
     except ValueError as err:
         raise ValueError(f"train.crop_px ({cfg.crop_px}) does not fit train.depth ({cfg.depth}): {err}") from None
     batches = SubtomoBatches(Path(store), crop_px=cfg.crop_px, table=table)
+    if device.type == "cuda":  # stop before the first step if the crop/batch cannot fit, suggesting one that does
+        estimate = check_training_memory(cfg, free_cuda_bytes(device), method=method)
+        log.info("predicted GPU memory of training: %.2f GiB", estimate / 2**30)
     torch.manual_seed(cfg.seed)
     g = build_generator(cfg).to(device)
     e = build_energy_model(cfg).to(device) if method == "cryogen" else None
