@@ -120,3 +120,28 @@ def test_start_cluster_rejects_bad_sizes():
         pass
     with pytest.raises(ValueError, match="memory_limit_mb must be > 0"), start_cluster(threads=1, memory_limit_mb=0):
         pass
+
+
+@pytest.mark.parametrize("height, slab, halo", [(50, 8, 2), (50, 7, 3), (50, 16, 0)])
+def test_cn_slab_windows_that_are_exact_crops_stitch_back_to_the_volume(tmp_path, height, slab, halo):
+    """Issue 5: slab stores on the plan's irregular y-grid (chunked tiles) return the volume to 1e-6."""
+    from cryo_pipeline.ops.slabs import plan_slabs
+
+    volume = _volume((21, height, 33), seed=3)
+    plan = plan_slabs(height, slab_px=slab, halo_px=halo)
+    stores = []
+    for i in range(plan.n_slabs):
+        start, stop = plan.window(i)
+        path = tmp_path / f"slab_{i}.zarr"
+        write_tile_store(path, volume[None, :, start:stop], np.array([[0, start, 0]]), volume_shape_zyx=volume.shape,
+                         tile_px=(21, plan.window_px, 33), overlap_px=(0, plan.blend_overlap_px, 0),
+                         voxel_size_angstrom=VOXEL, group=i, n_groups=plan.n_slabs,
+                         grid_origins_zyx=[[0], list(plan.origins_y), [0]], chunk_px=(8, plan.window_px, 8))
+        stores.append(path)
+    stitch_tile_stores(stores, tmp_path / "out.zarr", chunks=(8, 16, 16))
+    out, attrs = read_volume_zarr(tmp_path / "out.zarr")
+    assert np.max(np.abs(out - volume)) <= 1e-6 * np.max(np.abs(volume))
+    assert attrs["voxel_size_angstrom"] == VOXEL
+    # a missing slab is named, not silently blended around
+    with pytest.raises(ValueError, match=r"1 tile\(s\) missing"):
+        read_tile_layout(stores[:-1])
