@@ -68,6 +68,8 @@ def run(*, quick: bool = False) -> BenchResult:
         rows.append({"dataset": row.dataset, "method": row.method, "psnr_paper_db": round(row.psnr_paper_db, 2),
                      "ssim_global": round(row.ssim_global, 3), "dfsc_missing_mean": round(row.dfsc_missing_mean, 3),
                      "seam_ratio": None if pd.isna(row.get("seam_ratio")) else round(row.seam_ratio, 3),
+                     "seam_ratio_gt": (None if pd.isna(row.get("seam_ratio_ground_truth"))
+                                       else round(row.seam_ratio_ground_truth, 3)),
                      "runtime_s": None if pd.isna(row.runtime_s) else round(row.runtime_s, 1),
                      "paper_psnr_db": paper[0], "paper_ssim": paper[1]})
     notes = [f"whole workflow (2 datasets, methods {methods}) took {wall:.0f} s on this machine",
