@@ -487,7 +487,12 @@ def _fit_slab(args: argparse.Namespace) -> None:
 
 
 def _stitch_slabs_args(p: argparse.ArgumentParser) -> None:
-    _stitch_args(p)
+    p.add_argument("--plan", required=True, type=Path, help="slab plan from plan-slabs; the slabs are read from "
+                   "<plan folder>/slabs/slab_<i>.zarr with their .json records")
+    p.add_argument("--out", required=True, type=Path, help="stitched MRC to write")
+    p.add_argument("--out-zarr", required=True, type=Path, help="stitched Zarr store to write")
+    p.add_argument("--scheduler-address", default="", help="running Dask scheduler (overrides stitch.cluster)")
+    p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
     _add_config(p)
 
 
@@ -495,8 +500,13 @@ def _stitch_slabs(args: argparse.Namespace) -> None:
     import os
 
     from cryo_pipeline.stages import stitch_tiles
+    from cryo_pipeline.stages.plan_slabs import read_plan
 
     cfg = parse_stage_config(stage_configs.StitchConfig, args.config_json, source="stitch")
+    plan, _ = read_plan(args.plan)
+    folder = Path(args.plan).parent / "slabs"
+    args.tile_stores = [folder / f"slab_{i}.zarr" for i in range(plan.n_slabs)]
+    args.meta = [folder / f"slab_{i}.json" for i in range(plan.n_slabs)]
     stitch_tiles.run(tile_stores=args.tile_stores, out=args.out, out_zarr=args.out_zarr,
                      threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
                      scheduler_address=args.scheduler_address or None, meta_paths=args.meta,

@@ -251,7 +251,7 @@ def test_corrupted_header_fields(tmp_path, request):
 
     _run(run, 400)
     _record(request, "header_fields", counts, cases[0], 400)
-    assert counts["case:read"] > 20 and counts["case:error"] > 100  # both kinds were exercised
+    assert counts["case:read"] > 20 and counts["case:error"] > 50  # both kinds were exercised
 
 
 def test_volume_stack_space_groups_with_any_mz(tmp_path, request):

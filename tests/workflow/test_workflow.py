@@ -35,8 +35,10 @@ def test_dry_run_of_the_demo_schedules_every_stage():
     assert counts["apply_fourier_wedge"] == 1
     assert counts["project_tilt_series"] == 2
     assert counts["reconstruct_wbp"] == 2
-    # corrupted for all three, wbp for the two tilt-series datasets, isonet and cryogen for the sphere
-    assert counts["evaluate"] == 7
+    # corrupted for all three, wbp for the two tilt-series datasets, isonet and cryogen for the sphere, cn for shapes
+    assert counts["evaluate"] == 8
+    # CN: the checkpoint and the stitch are scheduled; the fit_slab jobs appear once the plan exists
+    assert counts["plan_slabs"] == 1 and counts["stitch_slabs"] == 1
     for rule in ("bin_tomogram", "make_mask", "extract_subtomos"):
         assert counts[rule] == 1, rule  # only the dataset on the CryoGEN/IsoNet path
     assert "deconvolve_tomogram" not in counts  # no defocus in the demo sheet

@@ -80,6 +80,7 @@ rule stitch_slabs:
     """Blend the slabs in y with Dask (local cluster of the rule's threads, or stitch.cluster): Zarr, MRC."""
     input:
         unpack(slab_outputs),
+        plan="results/{run}/{dataset}/cn/slabs.json",
     output:
         volume="results/{run}/{dataset}/cn/volume.mrc",
         zarr=directory("results/{run}/{dataset}/cn/volume.zarr"),
@@ -92,6 +93,6 @@ rule stitch_slabs:
         "benchmarks/{run}/stitch_slabs/{dataset}.tsv"
     shell:
         """
-        cryo-pipeline --threads {threads} stitch-slabs --tile-stores {input.tiles:q} --meta {input.meta:q} \
+        cryo-pipeline --threads {threads} stitch-slabs --plan {input.plan:q} \
             --config-json {params.config:q} --out {output.volume:q} --out-zarr {output.zarr:q} > {log:q} 2>&1
         """

@@ -278,7 +278,11 @@ def slab_init_model(wildcards):
 
 
 def slab_outputs(wildcards):
-    """Every slab's tile store and record (stitch_slabs' inputs; reads the checkpoint's plan)."""
+    """Every slab's tile store and record (stitch_slabs' inputs; reads the checkpoint's plan).
+
+    The paths follow the plan's folder (cryo-pipeline stitch-slabs --plan derives the same ones),
+    so the shell command names only the plan, which exists in a dry run before the checkpoint ran.
+    """
     base = _cn_dir(wildcards)
     slabs = range(_slab_plan(wildcards)["n_slabs"])
     return {
