@@ -1,5 +1,6 @@
 """Fixtures shared by the whole test suite."""
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,16 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level back (``cli.main`` reconfigures logging in-process)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class HttpMirror:

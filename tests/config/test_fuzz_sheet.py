@@ -18,7 +18,6 @@ dots or ``#``) must read correctly. New columns are picked up without editing th
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -320,16 +319,7 @@ def test_random_cells_read_or_are_refused_by_line(tmp_path, request):
 # ------------------------------------------------------------------ the command line
 
 
-@pytest.fixture
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_validate_config_exits_2_with_one_line(tmp_path, capsys):
     for what, (content, fragment) in list(_layouts(tmp_path).items())[:6]:
         sheet = tmp_path / "cli" / f"{what.replace(' ', '_')}.tsv"

@@ -16,58 +16,24 @@ Hypothesis runs derandomised without a database; each test counts and asserts it
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles, write_tilt_angles
 
-FUZZ = {"derandomize": True, "database": None, "deadline": None, "print_blob": False,
-        "suppress_health_check": [HealthCheck.too_slow]}
-CASE_SECONDS = 10
+from .conftest import deadline, record_cases, run_examples
 
 
-class CaseTimeout(BaseException):
-    """Raised by the per-case alarm; a BaseException so no ``except Exception`` swallows it."""
 
 
-@contextlib.contextmanager
-def deadline(seconds: int = CASE_SECONDS):
-    """Interrupt the body after ``seconds``: a hang fails the test instead of stalling it."""
-
-    def _raise(signum, frame):
-        raise CaseTimeout(f"case did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _run(test, n_examples: int) -> None:
-    settings(max_examples=n_examples, **FUZZ)(test)()
-
-
-def _record(request, name: str, counts: Counter, n_cases: int, minimum: int) -> None:
-    """Keep the case counts (``user_properties``; printed, so ``pytest -rP`` shows them) and check them."""
-    request.node.user_properties.append((f"{name}_cases", n_cases))
-    request.node.user_properties.extend((f"{name}_{k}", v) for k, v in sorted(counts.items()))
-    print(f"fuzz {name}: {n_cases} cases; " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    # Hypothesis may end generation early on a loaded machine (it stops a phase that runs long);
-    # the count is recorded either way, and at least three quarters must have run
-    assert n_cases >= 0.75 * minimum, f"only {n_cases} cases were tried (at least {0.75 * minimum:g} expected)"
 
 
 def _clear_error(err: BaseException, path: Path) -> str:
@@ -173,8 +139,8 @@ def test_tilt_angle_lists(tmp_path, request):
             assert not isinstance(got, str), got
             np.testing.assert_array_equal(got, angles)  # file order, duplicates kept
 
-    _run(run, 300)
-    _record(request, "tlt_lists", counts, cases[0], 300)
+    run_examples(run, 300)
+    record_cases(request, "tlt_lists", counts, cases[0], 300)
     assert counts["read"] > 50 and counts["error"] > 50
 
 
@@ -259,8 +225,8 @@ def test_mdoc_files(tmp_path, request):
             assert not isinstance(got, str), got
             np.testing.assert_array_equal(got, expected)  # ZValue order
 
-    _run(run, 250)
-    _record(request, "mdoc", counts, cases[0], 250)
+    run_examples(run, 250)
+    record_cases(request, "mdoc", counts, cases[0], 250)
     assert counts["read"] > 30 and counts["error"] > 50
 
 
@@ -277,8 +243,8 @@ def test_arbitrary_bytes(tmp_path, request):
         path.write_bytes(raw)
         _read(path, counts)
 
-    _run(run, 200)
-    _record(request, "angle_bytes", counts, cases[0], 200)
+    run_examples(run, 200)
+    record_cases(request, "angle_bytes", counts, cases[0], 200)
 
 
 # ------------------------------------------------------------------ size, non-files, counts
@@ -339,8 +305,8 @@ def test_check_angles_match_names_both_files_and_counts(tmp_path, request):
                                          f"({n_images}) in {images}")
         counts["error"] += 1
 
-    _run(run, 60)
-    _record(request, "check_angles_match", counts, cases[0], 60)
+    run_examples(run, 60)
+    record_cases(request, "check_angles_match", counts, cases[0], 60)
 
 
 def test_written_angles_read_back(tmp_path):

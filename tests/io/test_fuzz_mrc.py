@@ -20,10 +20,7 @@ and asserts the count (``pytest -rP`` shows them).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import signal
 import struct
 import tracemalloc
 from collections import Counter
@@ -31,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cryo_pipeline.cli.main import main
 from cryo_pipeline.io.mrc import MrcFormatError, read_mrc, read_mrc_header, read_mrc_memmap, write_mrc
 
-# Derandomised, no database: the same cases on every run and every machine.
-FUZZ = {"derandomize": True, "database": None, "deadline": None, "print_blob": False,
-        "suppress_health_check": [HealthCheck.too_slow]}
-CASE_SECONDS = 10  # per-case deadline; a case takes milliseconds
+from .conftest import deadline, record_cases, run_examples
+
 HEADER_BYTES = 1024
 
 _MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
@@ -54,25 +49,6 @@ SPECIAL_INTS = [0, 1, -1, 2, 3, 4, 5, 6, 7, 12, 16, 99, 101, 401, 1024, 2**24, 2
 SPECIAL_FLOATS = [0.0, -0.0, -1.0, 1e-30, 1e30, 3.4e38, float("nan"), float("inf"), float("-inf"), 2.5]
 ALLOWED = (ValueError,)  # MrcFormatError and FileNotFoundError-like messages are ValueErrors here
 
-
-class CaseTimeout(BaseException):
-    """Raised by the per-case alarm; a BaseException so no ``except Exception`` swallows it."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: int = CASE_SECONDS):
-    """Interrupt the body after ``seconds`` (a hang fails the test instead of stalling it)."""
-
-    def _raise(signum, frame):
-        raise CaseTimeout(f"case did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------ the specification (oracle)
@@ -207,19 +183,6 @@ def _write_valid(folder: Path, data: np.ndarray, name: str = "case.mrc") -> Path
     return path
 
 
-def _run(test, n_examples: int):
-    """Run the Hypothesis ``test`` with ``n_examples`` derandomised examples."""
-    settings(max_examples=n_examples, **FUZZ)(test)()
-
-
-def _record(request, name: str, counts: Counter, n_cases: int, minimum: int) -> None:
-    """Keep the case counts (``user_properties``; printed, so ``pytest -rP`` shows them) and check them."""
-    request.node.user_properties.append((f"{name}_cases", n_cases))
-    request.node.user_properties.extend((f"{name}_{k}", v) for k, v in sorted(counts.items()))
-    print(f"fuzz {name}: {n_cases} cases; " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    # Hypothesis may end generation early on a loaded machine (it stops a phase that runs long);
-    # the count is recorded either way, and at least three quarters must have run
-    assert n_cases >= 0.75 * minimum, f"only {n_cases} cases were tried (at least {0.75 * minimum:g} expected)"
 
 
 # ------------------------------------------------------------------ header fields
@@ -249,8 +212,8 @@ def test_corrupted_header_fields(tmp_path, request):
         path.write_bytes(bytes(raw))
         counts["case:" + check_readers(path, counts)] += 1
 
-    _run(run, 400)
-    _record(request, "header_fields", counts, cases[0], 400)
+    run_examples(run, 400)
+    record_cases(request, "header_fields", counts, cases[0], 400)
     assert counts["case:read"] > 20 and counts["case:error"] > 50  # both kinds were exercised
 
 
@@ -274,8 +237,8 @@ def test_volume_stack_space_groups_with_any_mz(tmp_path, request):
         assert check_readers(path, counts) == "read"
         np.testing.assert_array_equal(read_mrc(path, voxel_size_angstrom=1.0).data, case[0].astype(np.float32))
 
-    _run(run, 60)
-    _record(request, "volume_stack", counts, cases[0], 60)
+    run_examples(run, 60)
+    record_cases(request, "volume_stack", counts, cases[0], 60)
 
 
 # ------------------------------------------------------------------ sizes: truncation, junk, flips
@@ -303,8 +266,8 @@ def test_truncated_or_extended_files(tmp_path, request):
             with pytest.raises(MrcFormatError, match="not an MRC file|truncated MRC file"):
                 read_mrc_header(path)
 
-    _run(run, 150)
-    _record(request, "truncated_extended", counts, cases[0], 150)
+    run_examples(run, 150)
+    record_cases(request, "truncated_extended", counts, cases[0], 150)
 
 
 def test_flipped_bytes_anywhere(tmp_path, request):
@@ -323,8 +286,8 @@ def test_flipped_bytes_anywhere(tmp_path, request):
         path.write_bytes(bytes(raw))
         counts["case:" + check_readers(path, counts)] += 1
 
-    _run(run, 200)
-    _record(request, "flipped_bytes", counts, cases[0], 200)
+    run_examples(run, 200)
+    record_cases(request, "flipped_bytes", counts, cases[0], 200)
 
 
 def test_arbitrary_bytes(tmp_path, request):
@@ -343,8 +306,8 @@ def test_arbitrary_bytes(tmp_path, request):
         path.write_bytes(raw)
         counts["case:" + check_readers(path, counts)] += 1
 
-    _run(run, 150)
-    _record(request, "arbitrary_bytes", counts, cases[0], 150)
+    run_examples(run, 150)
+    record_cases(request, "arbitrary_bytes", counts, cases[0], 150)
 
 
 @pytest.mark.parametrize(
@@ -410,8 +373,8 @@ def test_nan_and_inf_voxels(tmp_path, request):
         counts["read_mrc_memmap:read"] += 1
         counts["read_mrc_memmap(require_finite):error"] += 1
 
-    _run(run, 80)
-    _record(request, "nan_inf", counts, cases[0], 80)
+    run_examples(run, 80)
+    record_cases(request, "nan_inf", counts, cases[0], 80)
 
 
 def test_require_finite_passes_finite_and_integer_data(tmp_path):
@@ -463,8 +426,8 @@ def test_voxel_size_fields(tmp_path, request):
             stored = read_mrc_header(path)["voxel_size_angstrom"]
             assert stored == voxel or (np.isnan(stored) and np.isnan(voxel))  # as stored, checked by the readers
 
-    _run(run, 120)
-    _record(request, "voxel_size", counts, cases[0], 120)
+    run_examples(run, 120)
+    record_cases(request, "voxel_size", counts, cases[0], 120)
 
 
 # ------------------------------------------------------------------ names and non-files
@@ -502,8 +465,8 @@ def test_file_names(tmp_path, request):
             assert read_mrc(path).voxel_size_angstrom == 2.5
         path.unlink()
 
-    _run(run, 120)
-    _record(request, "file_names", counts, cases[0], 120)
+    run_examples(run, 120)
+    record_cases(request, "file_names", counts, cases[0], 120)
 
 
 def _not_files(tmp_path: Path) -> dict[str, Path]:
@@ -531,15 +494,6 @@ def test_things_that_are_not_mrc_files(tmp_path):
 
 
 # ------------------------------------------------------------------ the command line
-
-
-@pytest.fixture
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _corruptions(tmp_path: Path) -> dict[str, Path]:
@@ -571,7 +525,7 @@ def _corruptions(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_on_corrupted_tomograms(tmp_path, capsys, request):
     """``cryo-pipeline bin-tomogram`` (the first stage a user tomogram meets): exit 2, one line naming it."""
     row = ('{"dataset": "t", "kind": "tomogram", "source": "x.mrc", "tilt_min_deg": -60, "tilt_max_deg": 60}')
@@ -594,7 +548,7 @@ def test_cli_on_corrupted_tomograms(tmp_path, capsys, request):
         if kind == "voxel size 0":
             assert "has no voxel size" in errors[0]
         assert not out.parent.exists() or not any(out.parent.iterdir()), f"{kind}: something was written"
-    _record(request, "cli_bin_tomogram", Counter(exit_2=n_cases - 1, exit_0=1), n_cases, 9)
+    record_cases(request, "cli_bin_tomogram", Counter(exit_2=n_cases - 1, exit_0=1), n_cases, 9)
 
 
 # ------------------------------------------------------------------ the bench harness (bench/fuzz_readers.py)
@@ -615,10 +569,10 @@ def test_bench_fuzz_readers_quick_run_finds_no_crash(request):
     for target, row in rows.items():
         assert row["crashes"] == 0, (target, row["first_crash"])
         assert row["reads"] > 0 and row["errors"] > 0 and row["reads"] + row["errors"] == row["runs"] == 300
-    _record(request, "bench_random", Counter({t: r["runs"] for t, r in rows.items()}), 900, 900)
+    record_cases(request, "bench_random", Counter({t: r["runs"] for t, r in rows.items()}), 900, 900)
 
 
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_output_where_a_file_blocks_the_folder(tmp_path, capsys):
     """An output path under a file: exit 2 and one line naming it (was a FileExistsError traceback)."""
     blocker = tmp_path / "results"
