@@ -21,6 +21,30 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def write_cn_tilt_series(folder, truth, angles, *, dataset: str = "cn.test", n_angles: int | None = None):
+    """Project ``truth`` at ``angles`` into ``folder``: ts.mrc, ts.tlt (``n_angles`` spread over the same range
+    to fake a count mismatch) and gt.mrc, 10 Å voxels; return the ``tiltseries`` sheet row asking for cn."""
+    import numpy as np
+
+    from cryo_pipeline.config.dataset import DatasetRow
+    from cryo_pipeline.io.mrc import write_mrc
+    from cryo_pipeline.ops.projector import project_3d
+
+    write_mrc(folder / "ts.mrc", project_3d(truth, angles), voxel_size_angstrom=10.0)
+    listed = angles if n_angles is None else np.linspace(angles[0], angles[-1], n_angles)
+    (folder / "ts.tlt").write_text("\n".join(f"{a:g}" for a in listed) + "\n")
+    write_mrc(folder / "gt.mrc", truth, voxel_size_angstrom=10.0)
+    return DatasetRow(dataset=dataset, kind="tiltseries", source=str(folder / "ts.mrc"), angles=str(folder / "ts.tlt"),
+                      voxel_size_angstrom=10.0, tilt_min_deg=float(angles[0]), tilt_max_deg=float(angles[-1]),
+                      methods=("cn",))
+
+
+@pytest.fixture(scope="session")
+def cn_tilt_series():
+    """:func:`write_cn_tilt_series`: a tiny projected phantom and its sheet row, for the CN stage tests."""
+    return write_cn_tilt_series
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put the root logger's handlers and level back (``cli.main`` reconfigures logging in-process)."""

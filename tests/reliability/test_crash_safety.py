@@ -49,7 +49,6 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig, MaskConfig
 from cryo_pipeline.io.mrc import write_mrc
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
-from cryo_pipeline.ops.projector import project_3d
 from cryo_pipeline.stages import fit_slab, make_mask, plan_slabs
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
@@ -71,18 +70,13 @@ TOMO_ROW = {"dataset": "tomo", "kind": "tomogram", "source": "x.mrc", "tilt_min_
 
 # --- inputs, built in-process once ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
+def inputs(tmp_path_factory, cn_tilt_series) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)
     # CN: a tilt series, its plan, the seed network and three slab tile stores
-    angles = np.arange(-60, 60.01, 4.0)
     truth = np.zeros((8, 12, 10), np.float32)
     truth[2:6, 2:10, 3:7] = 1.0
-    write_mrc(folder / "ts.mrc", project_3d(truth, angles), voxel_size_angstrom=10.0)
-    (folder / "ts.tlt").write_text("\n".join(f"{a:g}" for a in angles) + "\n")
-    row = DatasetRow(dataset="cn.test", kind="tiltseries", source=str(folder / "ts.mrc"),
-                     angles=str(folder / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
-                     methods=("cn",))
+    row = cn_tilt_series(folder, truth, np.arange(-60, 60.01, 4.0))
     (folder / "cn_row.json").write_text(row.model_dump_json())
     plan = plan_slabs.run(tilt_series_path=folder / "ts.mrc", angles_path=folder / "ts.tlt", dataset=row, cfg=CN,
                           out=folder / "plan.json")

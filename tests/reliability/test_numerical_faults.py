@@ -15,11 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig
-from cryo_pipeline.io.mrc import write_mrc
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
-from cryo_pipeline.ops.projector import project_3d
 from cryo_pipeline.stages import fit_slab, plan_slabs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,15 +59,10 @@ def test_diverging_gan_stops_naming_the_step_and_the_last_good_checkpoint(tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoints"]  # no model, no loss table
 
 
-def test_cn_slab_from_corrupted_weights_stops_naming_the_step_and_the_weights(tmp_path):
-    angles = np.arange(-60, 60.01, 6.0)
+def test_cn_slab_from_corrupted_weights_stops_naming_the_step_and_the_weights(cn_tilt_series, tmp_path):
     truth = np.zeros((8, 8, 10), np.float32)
     truth[2:6, 2:6, 3:7] = 1.0
-    write_mrc(tmp_path / "ts.mrc", project_3d(truth, angles), voxel_size_angstrom=10.0)
-    (tmp_path / "ts.tlt").write_text("\n".join(f"{a:g}" for a in angles) + "\n")
-    row = DatasetRow(dataset="cn.nan", kind="tiltseries", source=str(tmp_path / "ts.mrc"),
-                     angles=str(tmp_path / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
-                     methods=("cn",))
+    row = cn_tilt_series(tmp_path, truth, np.arange(-60, 60.01, 6.0), dataset="cn.nan")
     plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row, cfg=CN,
                    out=tmp_path / "plan.json")
     fit_slab.run_seed(tilt_series_path=tmp_path / "ts.mrc", plan_path=tmp_path / "plan.json", dataset=row, cfg=CN,

@@ -10,12 +10,11 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig, StitchConfig
-from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.io.zarr_store import read_volume_zarr
 from cryo_pipeline.ops.fsc import dfsc_missing_mean, directional_fsc
 from cryo_pipeline.ops.metrics import psnr_paper_db
 from cryo_pipeline.ops.phantoms import make_phantom
-from cryo_pipeline.ops.projector import project_3d
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 from cryo_pipeline.stages import fit_slab, plan_slabs, stitch_tiles
@@ -25,17 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ANGLES = np.arange(-60, 60.01, 2.0)
 TINY = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=3,
                 rows_per_step=2)
-
-
-def _series(folder: Path, truth: np.ndarray, angles=ANGLES, *, n_angles: int | None = None) -> DatasetRow:
-    series = project_3d(truth, angles)
-    write_mrc(folder / "ts.mrc", series, voxel_size_angstrom=10.0)
-    listed = angles if n_angles is None else np.linspace(angles[0], angles[-1], n_angles)
-    (folder / "ts.tlt").write_text("\n".join(f"{a:g}" for a in listed) + "\n")
-    write_mrc(folder / "gt.mrc", truth, voxel_size_angstrom=10.0)
-    return DatasetRow(dataset="cn.test", kind="tiltseries", source=str(folder / "ts.mrc"),
-                      angles=str(folder / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
-                      methods=("cn",))
 
 
 def _run_all(folder: Path, row: DatasetRow, cfg: CnConfig, stitch: StitchConfig | None = None):
@@ -53,10 +41,10 @@ def _run_all(folder: Path, row: DatasetRow, cfg: CnConfig, stitch: StitchConfig 
     return plan
 
 
-def test_plan_records_the_geometry(tmp_path):
+def test_plan_records_the_geometry(cn_tilt_series, tmp_path):
     truth = np.zeros((8, 18, 10), np.float32)
     truth[2:6, :, 3:7] = 1.0
-    row = _series(tmp_path, truth)
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
     plan = plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
                           cfg=TINY, out=tmp_path / "plan.json", reference_volume_path=tmp_path / "gt.mrc")
     record = json.loads((tmp_path / "plan.json").read_text())
@@ -78,18 +66,18 @@ def test_plan_records_the_geometry(tmp_path):
     ({"slab_px": 40}, None, "slab thickness 40 rows is larger than the volume height 18"),
     ({"halo_px": 4}, None, r"halo \(4 rows\) must be smaller than the slab thickness \(4 rows\)"),
 ])
-def test_bad_input_is_a_clear_error_naming_the_file(tmp_path, update, n_angles, message):
+def test_bad_input_is_a_clear_error_naming_the_file(cn_tilt_series, tmp_path, update, n_angles, message):
     truth = np.ones((8, 18, 10), np.float32)
-    row = _series(tmp_path, truth, n_angles=n_angles)
+    row = cn_tilt_series(tmp_path, truth, ANGLES, n_angles=n_angles)
     with pytest.raises(ValueError, match=message):
         plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
                        cfg=TINY.model_copy(update=update), out=tmp_path / "plan.json")
     assert not (tmp_path / "plan.json").exists()
 
 
-def test_a_slab_refuses_weights_of_another_network(tmp_path):
+def test_a_slab_refuses_weights_of_another_network(cn_tilt_series, tmp_path):
     truth = np.ones((8, 12, 10), np.float32)
-    row = _series(tmp_path, truth)
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
     plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row, cfg=TINY,
                    out=tmp_path / "plan.json")
     fit_slab.run_seed(tilt_series_path=tmp_path / "ts.mrc", plan_path=tmp_path / "plan.json", dataset=row, cfg=TINY,
@@ -106,10 +94,10 @@ def test_a_slab_refuses_weights_of_another_network(tmp_path):
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "s.pt").exists()
 
 
-def test_tiny_chain_writes_a_stitched_volume_with_seam_ratio_and_runtime(tmp_path):
+def test_tiny_chain_writes_a_stitched_volume_with_seam_ratio_and_runtime(cn_tilt_series, tmp_path):
     truth = np.zeros((8, 12, 10), np.float32)
     truth[2:6, 2:10, 3:7] = 1.0
-    row = _series(tmp_path, truth)
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
     plan = _run_all(tmp_path, row, TINY)
     volume = read_mrc(tmp_path / "cn.mrc")
     assert volume.data.shape == truth.shape and volume.voxel_size_angstrom == 10.0
@@ -128,11 +116,11 @@ def test_tiny_chain_writes_a_stitched_volume_with_seam_ratio_and_runtime(tmp_pat
 
 
 @pytest.mark.slow
-def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(tmp_path):
+def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(cn_tilt_series, tmp_path):
     """Issue 5 quality bar, CPU protocol: 64 × 32 × 64 mixed shapes, ±60° every 2°, 8 slabs with halo."""
     torch.manual_seed(0)
     truth = make_phantom("mixed_shapes", shape_zyx=(64, 32, 64), seed=1).astype(np.float32)
-    row = _series(tmp_path, truth)
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
     cfg = CnConfig(width=128, n_hidden_layers=3, slab_px=4, halo_px=2, seed_iterations=300, slab_iterations=150,
                    slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
     plan = _run_all(tmp_path, row, cfg, StitchConfig(chunk_px=32))
