@@ -505,11 +505,10 @@ def _stitch_slabs(args: argparse.Namespace) -> None:
     cfg = parse_stage_config(stage_configs.StitchConfig, args.config_json, source="stitch")
     plan, _ = read_plan(args.plan)
     folder = Path(args.plan).parent / "slabs"
-    args.tile_stores = [folder / f"slab_{i}.zarr" for i in range(plan.n_slabs)]
-    args.meta = [folder / f"slab_{i}.json" for i in range(plan.n_slabs)]
-    stitch_tiles.run(tile_stores=args.tile_stores, out=args.out, out_zarr=args.out_zarr,
-                     threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
-                     scheduler_address=args.scheduler_address or None, meta_paths=args.meta,
+    stitch_tiles.run(tile_stores=[folder / f"slab_{i}.zarr" for i in range(plan.n_slabs)], out=args.out,
+                     out_zarr=args.out_zarr, threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
+                     scheduler_address=args.scheduler_address or None,
+                     meta_paths=[folder / f"slab_{i}.json" for i in range(plan.n_slabs)],
                      memory_limit_mb=args.memory_limit_mb or None, cfg=cfg)
 
 

@@ -31,6 +31,7 @@ from cryo_pipeline.io.mrc import read_mrc_memmap
 from cryo_pipeline.io.provenance import provenance_record
 from cryo_pipeline.io.tile_store import write_tile_store
 from cryo_pipeline.ops.projector import ParallelBeamProjector
+from cryo_pipeline.ops.slabs import SlabPlan
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.stages.plan_slabs import read_plan, siren_from_config
 from cryo_pipeline.training.cn_fit import FitSettings, evaluate_window, fit_window
@@ -61,10 +62,10 @@ def _window_rows(tilt_series_path: Path, record: dict, window: tuple[int, int], 
     return torch.from_numpy(rows).to(device)
 
 
-def _fit(tilt_series_path: Path, plan_path: Path, cfg: CnConfig, index: int | None, settings: FitSettings,
-         model: torch.nn.Module, device: torch.device, desc: str) -> tuple[list[float], dict, tuple[int, int]]:
-    """Fit slab ``index``'s window (None = all rows of the volume)."""
-    plan, record = read_plan(plan_path)
+def _fit(tilt_series_path: Path, plan: SlabPlan, record: dict, cfg: CnConfig, index: int | None,
+         settings: FitSettings, model: torch.nn.Module, device: torch.device,
+         desc: str) -> tuple[list[float], tuple[int, int]]:
+    """Fit slab ``index``'s window (None = all rows of the volume); ``record`` is the plan file's content."""
     window = plan.window(index) if index is not None else (0, plan.height_px)
     measured = _window_rows(tilt_series_path, record, window, device)
     shape = tuple(int(n) for n in record["volume_shape_zyx"])
@@ -72,7 +73,7 @@ def _fit(tilt_series_path: Path, plan_path: Path, cfg: CnConfig, index: int | No
     torch.manual_seed(cfg.seed + (index or 0))
     history = fit_window(model, measured, projector, volume_shape_zyx=shape, window_y=window, settings=settings,
                          scale=float(record["value_scale"]), desc=desc)
-    return history, record, window
+    return history, window
 
 
 def _save_weights(path: Path, model: torch.nn.Module, cfg: CnConfig, *, slab: int, chain_s: float) -> None:
@@ -102,7 +103,7 @@ def _load_weights(path: Path, cfg: CnConfig, device: torch.device) -> tuple[torc
 def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cfg: CnConfig, out_model: Path) -> None:
     """Fit the seed network from random initialisation (the middle slab, or rows of the whole volume)."""
     device = _device(cfg)
-    plan, _ = read_plan(plan_path)
+    plan, record = read_plan(plan_path)
     index = plan.seed_index()
     settings = FitSettings(cfg.seed_iterations, cfg.seed_lr_start, cfg.seed_lr_end, loss=cfg.loss,
                            tv_weight=cfg.tv_weight, rows_per_step=cfg.rows_per_step, seed=cfg.seed)
@@ -111,8 +112,8 @@ def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cf
     whole = cfg.seed_window == "volume"
     if whole and cfg.rows_per_step is None:
         raise ValueError("cn.seed_window 'volume' needs cn.rows_per_step (rows drawn from the whole height per step)")
-    history, _, window = _fit(tilt_series_path, plan_path, cfg, None if whole else index, settings, model, device,
-                              "seed (whole volume)" if whole else f"seed slab {index}")
+    history, window = _fit(tilt_series_path, plan, record, cfg, None if whole else index, settings, model, device,
+                           "seed (whole volume)" if whole else f"seed slab {index}")
     runtime = time.perf_counter() - start
     log.info("%s: seed slab %d (rows %d..%d) fitted in %.1f s on %s, loss %.4g -> %.4g", dataset.dataset, index,
              *window, runtime, device, history[0], history[-1])
@@ -135,8 +136,7 @@ def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_
                            tv_weight=cfg.tv_weight, rows_per_step=cfg.rows_per_step, seed=cfg.seed + 1 + slab)
     start = time.perf_counter()
     try:
-        history, record, window = _fit(tilt_series_path, plan_path, cfg, slab, settings, model, device,
-                                       f"slab {slab}")
+        history, window = _fit(tilt_series_path, plan, record, cfg, slab, settings, model, device, f"slab {slab}")
     except FloatingPointError as error:  # name the stage, the key to change and the last good weights
         raise FloatingPointError(f"fit_slab {slab} of {dataset.dataset} diverged: {error} (cn.slab_lr_start = "
                                  f"{cfg.slab_lr_start}); nothing was written; last good weights: the initial ones, "
