@@ -17,16 +17,20 @@ deconvolution, CryoGEN tiled inference, the CN/Dask slab stitcher):
   whatever the volume size. Because the window is separable and the grid a product,
   Σ w = Dz ⊗ Dy ⊗ Dx with ``D = window_sum_1d(...)`` per axis.
 
-Two ways to blend: **push** (:class:`BlendAccumulator`: add tiles one by one into an
-output array or ``np.memmap``, then divide in place; O(one tile) extra memory) and
-**gather** (:func:`blend_region_3d`: compute one output box from the tiles that
-overlap it — one dask ``map_blocks`` task per output chunk, no locks).
+Three ways to blend: **push** (:class:`BlendAccumulator`: add tiles one by one into an
+output array or ``np.memmap``, then divide in place; O(one tile) extra memory; tiled
+inference and chunked deconvolution), **separable gather**
+(:mod:`cryo_pipeline.ops.separable_blend`: one output box from the tiles of a product grid,
+one axis at a time, single-cover voxels copied exactly; the stitcher) and the general
+**gather** reference (:func:`blend_region_3d`: Σ w·tile / Σ w in float64 for tiles at any
+placement; tests and small volumes).
 """
 
 from __future__ import annotations
 
 import mmap
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -278,6 +282,13 @@ class BlendAccumulator:
         return self.out
 
 
+@lru_cache(maxsize=8)
+def _cached_window_3d(tile: tuple[int, int, int], overlap: tuple[int, int, int]) -> np.ndarray:
+    window = blend_window_3d(tile, overlap_zyx=overlap)
+    window.flags.writeable = False
+    return window
+
+
 def blend_region_3d(
     lo_zyx: Sequence[int],
     hi_zyx: Sequence[int],
@@ -312,7 +323,7 @@ def blend_region_3d(
     if np.any(hi <= lo):
         raise ValueError(f"empty region: lo {tuple(lo.tolist())} must be < hi {tuple(hi.tolist())} on every axis")
     origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
-    window = blend_window_3d(tuple(tile), overlap_zyx=overlap_zyx)
+    window = _cached_window_3d(tuple(int(t) for t in tile), as_zyx(overlap_zyx, "overlap_zyx"))
     num = np.zeros(tuple(hi - lo), dtype=np.float64)
     den = np.zeros_like(num)
     for i in np.flatnonzero(np.all((origins < hi) & (origins + tile > lo), axis=1)):
@@ -341,7 +352,11 @@ def blend_tiles_3d(
     *,
     overlap_zyx: int | Sequence[int],
 ) -> np.ndarray:
-    """Blend in-memory tiles into a `shape_zyx` float32 volume (gather over the whole box).
+    """Blend in-memory tiles into a `shape_zyx` float32 volume.
+
+    Tiles on a product grid (every :func:`tile_origins_3d` grid) are blended separably
+    (:mod:`cryo_pipeline.ops.separable_blend`: voxels covered by one tile copied exactly,
+    overlaps lerped in float32); any other placement by :func:`blend_region_3d` (float64).
 
     Parameters
     ----------
@@ -355,5 +370,13 @@ def blend_tiles_3d(
         raise ValueError("blend_tiles_3d: no tiles given")
     if len(tiles) != len(origins):
         raise ValueError(f"blend_tiles_3d: {len(tiles)} tiles but {len(origins)} origins")
-    return blend_region_3d((0, 0, 0), as_zyx(shape_zyx, "shape_zyx"), origins=origins,
-                           tile_zyx=tuple(np.shape(tiles[0])), overlap_zyx=overlap_zyx, read_tile=lambda i, box: np.asarray(tiles[i])[box])
+    from cryo_pipeline.ops.separable_blend import blend_box, product_grid  # it builds on this module
+
+    shape, tile = as_zyx(shape_zyx, "shape_zyx"), tuple(int(n) for n in np.shape(tiles[0]))
+    grid = product_grid(origins, shape, tile, as_zyx(overlap_zyx, "overlap_zyx"))
+    if grid is None:
+        return blend_region_3d((0, 0, 0), shape, origins=origins, tile_zyx=tile, overlap_zyx=overlap_zyx,
+                               read_tile=lambda i, box: np.asarray(tiles[i])[box])
+    axes, index = grid
+    return blend_box(np.empty(shape, dtype=np.float32), (0, 0, 0), axes=axes,
+                     read=lambda abc, box: np.asarray(tiles[index[abc]], dtype=np.float32)[box])

@@ -225,3 +225,37 @@ def test_release_pages_keeps_the_data_of_shared_maps_only(tmp_path):
     assert not release_pages(private)  # copy-on-write: releasing would lose the change
     assert float(private[2].mean()) == 7.0
     assert not release_pages(np.zeros(3))
+
+
+# --- separable blending (issue 15): copies where one tile covers, lerps in overlaps ----------------
+@pytest.mark.parametrize(("shape", "tile", "overlap"), [
+    ((37, 50, 29), (16, 24, 12), (4, 6, 3)),
+    ((20, 30, 40), (10, 10, 10), (6, 7, 8)),  # overlap > half the tile: three tiles meet
+    ((21, 50, 33), (21, 10, 33), (0, 4, 0)),  # a CN-like slab grid: one tile in z and x
+])
+def test_separable_blend_is_exact_for_crops_and_the_weighted_mean_otherwise(shape, tile, overlap):
+    rng = np.random.default_rng(11)
+    volume = (rng.standard_normal(shape) * 3 + 7).astype(np.float32)
+    origins = tile_origins_3d(shape, tile_zyx=tile, overlap_zyx=overlap)
+    crops = np.stack([volume[z : z + tile[0], y : y + tile[1], x : x + tile[2]] for z, y, x in origins])
+    np.testing.assert_array_equal(blend_tiles_3d(crops, origins, shape, overlap_zyx=overlap), volume)
+    noisy = crops + rng.standard_normal(crops.shape).astype(np.float32)
+    blended = blend_tiles_3d(noisy[::-1], origins[::-1], shape, overlap_zyx=overlap)  # any order
+    reference = blend_region_3d((0, 0, 0), shape, origins=origins, tile_zyx=tile, overlap_zyx=overlap,
+                                read_tile=lambda i, box: noisy[i][box])  # Σ w·tile / Σ w in float64
+    np.testing.assert_allclose(blended, reference, rtol=0, atol=3 * np.spacing(np.float32(np.abs(reference).max())))
+    constant = blend_tiles_3d(np.full(crops.shape, 2.5, np.float32), origins, shape, overlap_zyx=overlap)
+    assert np.all(constant == np.float32(2.5))
+
+
+def test_axis_grid_refuses_gaps_and_unordered_origins():
+    from cryo_pipeline.ops.separable_blend import AxisGrid
+
+    with pytest.raises(ValueError, match=r"leaves positions 10..11 uncovered"):
+        AxisGrid(30, 10, 2, (0, 12, 20))
+    with pytest.raises(ValueError, match="increase strictly"):
+        AxisGrid(30, 10, 2, (0, 20, 8, 20))
+    grid = AxisGrid.regular(37, tile=16, overlap=6)
+    segments = grid.segments(0, 37)
+    assert [(s.start, s.stop, s.tiles) for s in segments][:3] == [(0, 10, (0,)), (10, 16, (0, 1)), (16, 20, (1,))]
+    assert sum(s.stop - s.start for s in segments) == 37
