@@ -399,34 +399,53 @@ def open_mrc_for_writing(
     numpy.memmap
         `(d, h, w)` writable array backed by the temporary file.
     """
-    shape = tuple(int(n) for n in shape_zyx)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"open_mrc_for_writing({path}): shape_zyx must be 3 positive ints, got {tuple(shape_zyx)}")
-    if not (math.isfinite(voxel_size_angstrom) and voxel_size_angstrom > 0):
-        raise ValueError(f"open_mrc_for_writing({path}): voxel_size_angstrom must be > 0, got {voxel_size_angstrom}")
     dtype = np.dtype(dtype)
     modes = {np.dtype(np.float32): 2, np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.uint16): 6}
     if dtype not in modes:
         raise ValueError(f"open_mrc_for_writing({path}): dtype {dtype} not supported (float32, int8, int16, uint16)")
-    labels = list(labels)
-    if len(labels) > 10 or any(len(lab) > 80 or not (lab.isascii() and lab.isprintable()) for lab in labels):
-        raise ValueError(f"open_mrc_for_writing({path}): at most 10 printable-ASCII labels of <= 80 characters")
-    oz, oy, ox = (float(v) for v in origin_angstrom)
+    shape = tuple(int(n) for n in shape_zyx)
     with atomic_write_path(path) as tmp:
-        mrc = mrcfile.new_mmap(tmp, shape=shape, mrc_mode=modes[dtype])
+        mrc = new_mmap_with_header(tmp, shape, mrc_mode=modes[dtype], voxel_size_angstrom=voxel_size_angstrom,
+                                   origin_angstrom=origin_angstrom, labels=labels,
+                                   caller=f"open_mrc_for_writing({path})")
         try:
-            mrc.voxel_size = float(voxel_size_angstrom)
-            mrc.header.origin = (ox, oy, oz)
-            created = mrc.get_labels()  # mrcfile's "Created by" label goes after ours, as in write_mrc
-            mrc.header.label[:] = b""
-            mrc.header.nlabl = 0
-            for lab in (labels + created)[:10]:
-                mrc.add_label(lab)
             yield mrc.data
             _set_header_stats(mrc, Path(path))
         finally:
             mrc.close()
     logger.debug("wrote %s: shape %s, dtype %s, voxel %g Å (memory-mapped)", path, shape, dtype, voxel_size_angstrom)
+
+
+def new_mmap_with_header(path: str | os.PathLike[str], shape_zyx: Sequence[int], *, mrc_mode: int,
+                         voxel_size_angstrom: float, origin_angstrom: Sequence[float], labels: Sequence[str],
+                         caller: str) -> Any:
+    """A new memory-mapped MRC (sparse data block) with voxel size, origin and our labels set.
+
+    The labels go before mrcfile's "Created by" label, as in :func:`write_mrc`; ``caller``
+    names the writer in error messages. The caller closes the returned ``mrcfile`` object.
+    """
+    shape = tuple(int(n) for n in shape_zyx)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{caller}: shape_zyx must be 3 positive ints, got {tuple(shape_zyx)}")
+    if not (math.isfinite(voxel_size_angstrom) and voxel_size_angstrom > 0):
+        raise ValueError(f"{caller}: voxel_size_angstrom must be > 0, got {voxel_size_angstrom}")
+    labels = list(labels)
+    if len(labels) > 10 or any(len(lab) > 80 or not (lab.isascii() and lab.isprintable()) for lab in labels):
+        raise ValueError(f"{caller}: at most 10 printable-ASCII labels of <= 80 characters")
+    oz, oy, ox = (float(v) for v in origin_angstrom)
+    mrc = mrcfile.new_mmap(path, shape=shape, mrc_mode=mrc_mode)
+    try:
+        mrc.voxel_size = float(voxel_size_angstrom)
+        mrc.header.origin = (ox, oy, oz)
+        created = mrc.get_labels()
+        mrc.header.label[:] = b""
+        mrc.header.nlabl = 0
+        for lab in (labels + created)[:10]:
+            mrc.add_label(lab)
+    except BaseException:
+        mrc.close()
+        raise
+    return mrc
 
 
 def _set_header_stats(mrc: Any, path: Path) -> None:
