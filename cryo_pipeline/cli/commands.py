@@ -381,9 +381,10 @@ def _stitch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", nargs="*", default=[], type=Path, help="the groups' .json records (runtime, device)")
     p.add_argument("--out", required=True, type=Path, help="stitched MRC to write")
     p.add_argument("--out-zarr", required=True, type=Path, help="stitched Zarr store to write")
-    p.add_argument("--scheduler-address", default="", help="running Dask scheduler; empty = local cluster "
-                   "of --threads worker processes")
-    p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
+    p.add_argument("--scheduler-address", default="", help="running Dask scheduler; empty = "
+                   "--threads threads in this process")
+    p.add_argument("--memory-limit-mb", type=int, default=0,
+                   help="job memory in MB (sizes the stitch's tasks); 0 = default")
 
 
 def _stitch(args: argparse.Namespace) -> None:
@@ -492,7 +493,8 @@ def _stitch_slabs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="stitched MRC to write")
     p.add_argument("--out-zarr", required=True, type=Path, help="stitched Zarr store to write")
     p.add_argument("--scheduler-address", default="", help="running Dask scheduler (overrides stitch.cluster)")
-    p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
+    p.add_argument("--memory-limit-mb", type=int, default=0,
+                   help="job memory in MB (sizes the stitch's tasks); 0 = default")
     _add_config(p)
 
 

@@ -270,7 +270,8 @@ class StitchConfig(StageConfig):
     chunk_px: int = Field(64, ge=8, le=1024, description="Edge of the output Zarr chunks (= one Dask task each).")
     cluster: Literal["local", "slurm"] = Field(
         "local",
-        description="local: a distributed.LocalCluster of the rule's threads; slurm: a dask_jobqueue.SLURMCluster "
+        description="local: threads of the rule's own process (no cluster to start); slurm: a "
+        "dask_jobqueue.SLURMCluster "
         "(workers are SLURM jobs).",
     )
     scheduler_address: str | None = Field(

@@ -157,7 +157,7 @@ def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_
                          voxel_size_angstrom=float(record["voxel_size_angstrom"]), group=slab, n_groups=plan.n_slabs,
                          tilt_min_deg=tilt_range[0], tilt_max_deg=tilt_range[1],
                          provenance=provenance_record(config=cfg.model_dump(mode="json")),
-                         grid_origins_zyx=[[0], list(plan.origins_y), [0]], chunk_px=(64, plan.window_px, 64),
+                         grid_origins_zyx=[[0], list(plan.origins_y), [0]], chunk_px=(64, plan.window_px, shape[2]),
                          extra_attrs={"slab_boundaries_y": list(plan.boundaries_y)})
         _save_weights(tmp_model, model, cfg, slab=slab, chain_s=chain_s if cfg.schedule == "chain" else runtime)
         write_stage_meta(tmp_meta, stage="fit_slab", config=cfg, dataset=dataset, runtime_s=runtime,

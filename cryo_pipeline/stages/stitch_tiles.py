@@ -1,20 +1,21 @@
-"""Stage ``stitch_tiles``: blend the tile stores of parallel jobs with Dask → Zarr, MRC and a record.
+"""Stage ``stitch_tiles``: blend the tile stores of parallel jobs → Zarr, MRC and a record, in one pass.
 
 Used by rule ``stitch_cryogen`` (after N ``predict_cryogen_tiles`` jobs) and by rule
 ``stitch_slabs`` (after the CN ``fit_slab`` jobs): the stores come from :mod:`cryo_pipeline.io.tile_store`,
-the blending from :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` on a local
-Dask cluster of ``threads`` single-threaded worker processes (or a running scheduler).
-The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr, MRC,
-``.json`` record), so ``evaluate`` cannot tell the two apart. When the stores carry
-``slab_boundaries_y`` (CN slabs), the record also gets the ``seam_ratio``
-(:func:`cryo_pipeline.ops.slabs.seam_ratio`, computed on the cluster).
+the blending from :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores`, run by a pool of
+``threads`` threads in this process (or on a running Dask scheduler / SLURM worker jobs, see
+``stitch.cluster``). Its region tasks write the Zarr and the MRC together and return the MRC
+header's statistics and, when the stores carry ``slab_boundaries_y`` (CN slabs), the row steps
+of the ``seam_ratio`` (:func:`cryo_pipeline.ops.slabs.seam_ratio`): nothing reads the volume
+again afterwards. The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr,
+MRC, ``.json`` record), so ``evaluate`` cannot tell the two apart.
 
 Runtime in the record: the groups run in parallel, so
 ``runtime_s = train_s + max over groups of predict_s + stitch_s``, where ``train_s``
 is the training time the groups read from the model's record, ``predict_s`` each
 group's prediction time (a record without ``predict_s``, e.g. a CN slab, counts with its
-``runtime_s`` and ``train_s = 0``) and ``stitch_s`` this stage's cluster start-up and
-blending (the MRC copy is not counted, as in ``predict_cryogen``).
+``runtime_s`` and ``train_s = 0``) and ``stitch_s`` this stage's cluster start-up (if any) and
+blending, which writes both outputs.
 """
 
 from __future__ import annotations
@@ -26,15 +27,12 @@ from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import StitchConfig
-from cryo_pipeline.io.mrc import open_mrc_for_writing
 from cryo_pipeline.io.tile_store import open_tile_store
-from cryo_pipeline.io.zarr_store import open_volume_zarr
-from cryo_pipeline.ops.blending import release_pages
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.stitch.cluster import start_cluster
 from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
-from cryo_pipeline.stitch.seams import row_step_means_zarr
+from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +74,17 @@ def run(
     out, out_zarr : Path
         MRC and Zarr volume to write `(d, h, w)` float32, voxel size from the stores.
     threads : int
-        Workers of the local Dask cluster (the rule's threads).
+        Threads of the local run (the rule's threads).
     scheduler_address : str, optional
-        Use a running Dask scheduler instead of a local cluster.
+        Use a running Dask scheduler instead of local threads.
     meta_paths : sequence of Path
         The groups' records (for the runtime, device, dataset, method and config).
     memory_limit_mb : int, optional
-        Memory of the job in MB, split between the local workers (None = Dask's "auto").
+        Memory of the job in MB: bounds the memory budget of each of the ``threads`` region
+        tasks (None = the default budget, :data:`cryo_pipeline.stitch.regions.TASK_MEMORY_MIB`).
     cfg : StitchConfig, optional
         Output chunk size and cluster kind (a ``scheduler_address`` there wins over the
-        argument's); default: 64³ chunks on a local cluster.
+        argument's); default: 64³ chunks, run locally.
     """
     cfg = cfg or StitchConfig()
     records = _records(meta_paths)
@@ -96,28 +95,23 @@ def run(
     start = time.perf_counter()
     with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
         with start_cluster(**_cluster_options(cfg, threads, memory_limit_mb, scheduler_address)) as client:
-            stitch_tile_stores(tile_stores, tmp_zarr, client=client, chunks=(cfg.chunk_px,) * 3)
-            seams = {}
-            if boundaries:
-                seams = {"seam_ratio": seam_ratio(row_step_means_zarr(tmp_zarr, client=client), boundaries),
-                         "slab_boundaries_y": list(boundaries)}
-                log.info("seam ratio across %d slab boundaries: %.3f", len(boundaries), seams["seam_ratio"])
+            summary = stitch_tile_stores(tile_stores, tmp_zarr, client=client, threads=threads,
+                                         chunks=(cfg.chunk_px,) * 3, out_mrc=tmp_mrc,
+                                         mrc_labels=[f"cryo_pipeline {method} prediction, stitched"],
+                                         seam_steps=bool(boundaries),
+                                         memory_mib=_task_memory_mib(memory_limit_mb, threads))
+        seams = {}
+        if boundaries:
+            seams = {"seam_ratio": seam_ratio(summary.row_step_means, boundaries),
+                     "slab_boundaries_y": list(boundaries)}
+            log.info("seam ratio across %d slab boundaries: %.3f", len(boundaries), seams["seam_ratio"])
         stitch_s = time.perf_counter() - start
-        volume = open_volume_zarr(tmp_zarr)
-        voxel_size = float(volume.attrs["voxel_size_angstrom"])
-        step = int(volume.chunks[0])
-        with open_mrc_for_writing(tmp_mrc, volume.shape, voxel_size_angstrom=voxel_size,
-                                  labels=[f"cryo_pipeline {method} prediction, stitched"]) as target:
-            for z in range(0, volume.shape[0], step):
-                target[z : z + step] = volume[z : z + step]
-                release_pages(target)
         train_s, parallel_s = _timing(records)
         devices = [str(r.get("device", "cpu")) for r in records]
         device = next((d for d in devices if d.startswith("cuda")), devices[0] if devices else "cpu")
         dataset = DatasetRow.model_validate(first["dataset"]) if first.get("dataset") else None
         log.info("stitched %d tile stores of %s: %s in %.1f s (slowest group %.1f s, training %.1f s)",
-                 len(tile_stores), dataset.dataset if dataset else "?", tuple(volume.shape), stitch_s, parallel_s,
-                 train_s)
+                 len(tile_stores), dataset.dataset if dataset else "?", summary.shape, stitch_s, parallel_s, train_s)
         write_stage_meta(tmp_meta, stage="stitch_tiles", config=None, dataset=dataset,
                          runtime_s=train_s + parallel_s + stitch_s, device=device,
                          extra={"method": method, "config": first.get("config", {}), "train_s": train_s,
@@ -125,6 +119,13 @@ def run(
                                 "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
                                 "tile_stores": [str(p) for p in tile_stores], "model": first.get("model"),
                                 "stitch": cfg.model_dump(mode="json"), **seams})
+
+
+def _task_memory_mib(memory_limit_mb: int | None, threads: int) -> float:
+    """Memory budget of one region task: the default, or less if the job's memory asks for it."""
+    if memory_limit_mb is None:
+        return TASK_MEMORY_MIB
+    return max(16.0, min(TASK_MEMORY_MIB, memory_limit_mb * 1e6 / 2**20 / max(1, threads) / 2))
 
 
 def _cluster_options(cfg: StitchConfig, threads: int, memory_limit_mb: int | None,

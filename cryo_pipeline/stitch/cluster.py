@@ -1,10 +1,17 @@
-"""Dask clusters for the stitch: local worker processes, a running scheduler, or SLURM worker jobs.
+"""Where the stitch's tasks run: threads of this process, a running scheduler, or SLURM worker jobs.
 
-:func:`start_cluster` yields a ``distributed.Client`` for one of three set-ups (the
-``stitch:`` config section picks it): a local cluster sized from the rule's threads
-(``cluster: local``), a scheduler that already runs (``scheduler_address``), or
-``cluster: slurm``, where :class:`dask_jobqueue.SLURMCluster` submits the Dask workers as
-SLURM jobs of their own (``stitch.slurm_*``) and the scheduler runs in the calling process.
+:func:`start_cluster` picks one of three set-ups (the ``stitch:`` config section chooses):
+
+* ``cluster: local`` (default): it yields ``None`` and the stitch runs its region tasks on a
+  pool of the rule's ``threads`` threads in the calling process — no cluster to start (5–11 s
+  for a ``LocalCluster``), no inter-process transfers; numpy releases the GIL in the copies
+  and lerps that make up the work;
+* ``scheduler_address``: a ``distributed.Client`` of a scheduler that already runs;
+* ``cluster: slurm``: :class:`dask_jobqueue.SLURMCluster` submits the Dask workers as SLURM
+  jobs of their own (``stitch.slurm_*``) and the scheduler runs in the calling process.
+
+Worker processes run with their BLAS/OpenMP pools at one thread (distributed's nanny sets
+``OMP_NUM_THREADS=1`` etc.; each stitch task also pins them with threadpoolctl).
 """
 
 from __future__ import annotations
@@ -89,16 +96,16 @@ class SlurmWorkers:
 def start_cluster(*, threads: int, memory_limit_mb: int | None = None, scheduler_address: str | None = None,
                   cluster: str = "local", slurm: Mapping[str, Any] | None = None,
                   log_directory: str | Path | None = None, worker_timeout_s: float = 600.0) -> Iterator[Any]:
-    """A Dask ``distributed.Client`` for the stitch, closed (with its cluster and worker jobs) on exit.
+    """A Dask ``distributed.Client`` for the stitch (closed, with its worker jobs, on exit), or None for local threads.
 
     Parameters
     ----------
     threads : int
-        Workers of the local cluster: one single-threaded **process** each (numpy blending
-        holds the GIL), i.e. the rule's ``threads``. Ignored by the other set-ups.
+        Threads of the local run (the rule's ``threads``); checked here, used by the stitch.
+        Ignored by the other set-ups.
     memory_limit_mb : int, optional
-        Memory of the whole job in MB (10⁶ bytes), split evenly between the local workers;
-        None = Dask's "auto" (the machine's or cgroup's memory divided by the workers).
+        Memory of the whole job in MB (10⁶ bytes); checked here (the stitch sizes its tasks
+        from it).
     scheduler_address : str, optional
         Connect to this running scheduler (e.g. ``tcp://host:8786``) instead of starting a
         cluster; only with ``cluster="local"``.
@@ -117,7 +124,8 @@ def start_cluster(*, threads: int, memory_limit_mb: int | None = None, scheduler
 
     Yields
     ------
-    distributed.Client
+    distributed.Client or None
+        None for ``cluster="local"`` without a scheduler address.
 
     Raises
     ------
@@ -134,7 +142,7 @@ def start_cluster(*, threads: int, memory_limit_mb: int | None = None, scheduler
     if cluster == "slurm" and scheduler_address:
         raise ValueError("give either cluster='slurm' or a scheduler_address, not both")
     if cluster == "local" and scheduler_address is None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1 for the local Dask cluster, got {threads}")
+        raise ValueError(f"threads must be >= 1 for the local stitch, got {threads}")
     if memory_limit_mb is not None and memory_limit_mb <= 0:
         raise ValueError(f"memory_limit_mb must be > 0, got {memory_limit_mb}")
     chatter = logging.getLogger("distributed")  # the scheduler logs every worker event at INFO
@@ -146,22 +154,12 @@ def start_cluster(*, threads: int, memory_limit_mb: int | None = None, scheduler
                                timeout_s=worker_timeout_s) as client:
                 yield client
             return
-        from distributed import Client, LocalCluster
-
-        if scheduler_address:
-            with Client(scheduler_address) as client:
-                yield client
+        if not scheduler_address:
+            yield None  # the stitch's own thread pool: nothing to start
             return
-        memory = "auto" if memory_limit_mb is None else int(memory_limit_mb * 1e6 / int(threads))
-        # the scheduler's and workers' scratch space (spill and lock files) in a folder of our own under
-        # $TMPDIR, removed once the cluster is closed (Dask would leave dask-scratch-space/*.lock behind)
-        import dask
+        from distributed import Client
 
-        with (tempfile.TemporaryDirectory(prefix="cryo-dask-") as scratch,
-              dask.config.set({"temporary-directory": scratch}),
-              LocalCluster(n_workers=int(threads), threads_per_worker=1, processes=True, dashboard_address=None,
-                           scheduler_kwargs=_NO_DASHBOARD, memory_limit=memory, local_directory=scratch) as local,
-              Client(local) as client):
+        with Client(scheduler_address) as client:
             yield client
     finally:
         chatter.setLevel(level)

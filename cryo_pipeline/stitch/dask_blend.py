@@ -1,235 +1,229 @@
-"""The shared Dask stitcher: blend the tile stores of parallel jobs into one Zarr volume.
+"""The shared stitcher: blend the tile stores of parallel jobs into one Zarr volume (and MRC).
 
-Parallel jobs (groups of CryoGEN inference tiles, CN slabs) each write their unblended
-tiles to their own tile store (:mod:`cryo_pipeline.io.tile_store`). Together the stores
-must hold every tile of the grid :func:`cryo_pipeline.ops.blending.tile_origins_3d` (or
-of the stores' explicit per-axis ``grid_origins_zyx``, e.g. CN slab windows) exactly once (:func:`read_tile_layout` checks it and names what is missing or
-duplicated).
+Parallel jobs (groups of CryoGEN inference tiles, CN slabs) each write their unblended tiles
+to their own tile store; :func:`read_tile_layout` (:mod:`cryo_pipeline.stitch.layout`) checks
+that together they hold the grid exactly once. :func:`stitch_tile_stores` then runs one
+*region task* per output box (:mod:`cryo_pipeline.stitch.regions`: a chunk layer in z, a run of
+whole chunks in x, swept along y; separable blending that copies single-cover voxels and lerps
+only overlaps; every stored tile voxel read once, straight from the chunk files). Each task
+writes whole chunks of the output Zarr (no locks, one writer per chunk) and its boxes of the
+output MRC in place, and returns the sums the MRC header and the seam ratio need, so nothing
+reads the volume again after the stitch.
 
-Blending is **gather**-style: one Dask task per *output* chunk finds the tiles that
-overlap its box ``[lo, hi)`` (recomputed from the per-axis grids, so a task carries only a
-few run-length numbers, never the list of all origins), reads just those tiles (one
-Zarr chunk each) and calls :func:`cryo_pipeline.ops.blending.blend_region_3d`
-(Σ w·tile / Σ w with the shared raised-cosine window). Every task writes exactly one
-chunk of the output store, so there are no locks and no two writers per chunk; memory
-per task is one output chunk plus one tile. Measured on 2 cores in
-``shared/research/ecosystem.md`` §3: ~10× faster than read-modify-write under locks.
+Where the tasks run: a ``distributed.Client`` (a running scheduler, or SLURM worker jobs, see
+:func:`cryo_pipeline.stitch.cluster.start_cluster`; tasks pin their process's BLAS/OpenMP
+pools to one thread), or — for local runs — a pool of ``threads`` threads in this process
+(numpy releases the GIL in the copies and lerps; no cluster start-up), with the pools limited
+to one thread for the run.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
-from dask.array.core import normalize_chunks
 
 from cryo_pipeline.io.atomic import atomic_write_path
-from cryo_pipeline.io.tile_store import open_tile_array, open_tile_store
-from cryo_pipeline.io.zarr_store import create_volume_zarr
-from cryo_pipeline.ops.blending import as_zyx, blend_region_3d, tile_origins_1d
+from cryo_pipeline.io.mrc_regions import create_mrc_regions, finish_mrc_regions
+from cryo_pipeline.io.zarr_store import BY_DTYPE, create_volume_zarr
+from cryo_pipeline.ops.blending import as_zyx
+from cryo_pipeline.stitch.layout import TileLayout, read_tile_layout
+from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB, RegionOutputs, RegionResult, plan_regions, stitch_region
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileLayout", "read_tile_layout", "stitch_tile_stores"]
-
-_SHOW = 5  # origins named in an error message
+__all__ = ["StitchSummary", "TileLayout", "read_tile_layout", "stitch_tile_stores"]
 
 
 @dataclass(frozen=True)
-class TileLayout:
-    """Where each tile of the grid is stored (small: sent to every Dask task).
+class StitchSummary:
+    """What the region tasks returned, combined in task order.
 
     Attributes
     ----------
-    volume_shape, tile, overlap : (z, y, x) ints
-        The grid (:func:`~cryo_pipeline.ops.blending.tile_origins_3d`, z-major).
-    voxel_size_angstrom : float
-    tilt_range_deg : (min, max) or None
-    stores : tuple of str
-        Tile store paths.
-    runs : `(r, 4)` int64
-        ``(grid_start, length, store, local_start)``, sorted by ``grid_start``: grid
-        tiles ``grid_start + j`` are tiles ``local_start + j`` of ``stores[store]``.
-    grid : three tuples of int, or None
-        Explicit per-axis origins (the stores' ``grid_origins_zyx``); None = regular grid.
+    shape : (d, h, w)
+    n_tasks : int
+    seconds : float
+        Wall time of the tasks.
+    minimum, maximum, total, total_sq : float
+        Over every voxel (float64 sums of per-plane float32 sums).
+    count : int
+        Voxels summed (= the volume size).
+    row_step_means : `(h − 1,)` float64 or None
+        ``mean |v[:, y+1, :] − v[:, y, :]|`` per row pair (with ``seam_steps=True``).
+    block_results : list
+        Per task (in task order), the list of the block hook's return values in band order.
     """
 
-    volume_shape: tuple[int, int, int]
-    tile: tuple[int, int, int]
-    overlap: tuple[int, int, int]
-    voxel_size_angstrom: float
-    tilt_range_deg: tuple[float, float] | None
-    stores: tuple[str, ...]
-    runs: np.ndarray
-    grid: tuple[tuple[int, ...], ...] | None = None
+    shape: tuple[int, int, int]
+    n_tasks: int
+    seconds: float
+    minimum: float
+    maximum: float
+    total: float
+    total_sq: float
+    count: int
+    row_step_means: np.ndarray | None
+    block_results: list[list[Any]]
 
-    def axis_origins(self) -> list[np.ndarray]:
-        """The per-axis 1D grids (z, y, x)."""
-        if self.grid is not None:
-            return [np.asarray(axis, dtype=np.int64) for axis in self.grid]
-        return [tile_origins_1d(n, tile=t, overlap=o)
-                for n, t, o in zip(self.volume_shape, self.tile, self.overlap, strict=True)]
+    @property
+    def mean(self) -> float:
+        """Mean voxel value."""
+        return self.total / self.count
 
-
-def _geometry_key(attrs: dict[str, Any]) -> tuple:
-    tilt = (attrs.get("tilt_min_deg"), attrs.get("tilt_max_deg"))
-    grid = attrs.get("grid_origins_zyx")
-    grid = None if grid is None else tuple(tuple(int(v) for v in axis) for axis in grid)
-    return (attrs["volume_shape_zyx"], attrs["tile_px"], attrs["overlap_px"], float(attrs["voxel_size_angstrom"]),
-            tilt, grid)
+    @property
+    def rms(self) -> float:
+        """Root-mean-square deviation from the mean (the MRC header's ``rms``)."""
+        return float(np.sqrt(max(0.0, self.total_sq / self.count - self.mean**2)))
 
 
-def _grid_index(origins: np.ndarray, axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """z-major grid index of each origin, and a mask of the origins that are on the grid."""
-    idx, ok = [], np.ones(len(origins), dtype=bool)
-    for k, axis in enumerate(axes):
-        i = np.clip(np.searchsorted(axis, origins[:, k]), 0, len(axis) - 1)
-        ok &= axis[i] == origins[:, k]
-        idx.append(i)
-    return (idx[0] * len(axes[1]) + idx[1]) * len(axes[2]) + idx[2], ok
+def _run_tasks(fn: Callable[..., RegionResult], jobs: list[tuple], *, client: Any | None, threads: int) -> list:
+    """Run ``fn(*job)`` for every job on ``client`` or a local thread pool; results in job order."""
+    results: list[Any] = [None] * len(jobs)
+    step = max(1, len(jobs) // 10)
+    done = 0
+    if client is not None:
+        from distributed import as_completed
+
+        token = uuid.uuid4().hex[:8]
+        futures = {client.submit(fn, *job, pure=False, key=f"stitch-region-{i}-{token}"): i
+                   for i, job in enumerate(jobs)}
+        try:
+            for future in as_completed(list(futures)):
+                results[futures[future]] = future.result()
+                done += 1
+                if done % step == 0 or done == len(jobs):
+                    log.info("stitch: %d/%d region tasks done", done, len(jobs))
+        finally:
+            client.cancel(list(futures))
+        return results
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1), concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()
+                done += 1
+                if done % step == 0 or done == len(jobs):
+                    log.info("stitch: %d/%d region tasks done", done, len(jobs))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
 
 
-def read_tile_layout(tile_stores: Sequence[str | os.PathLike[str]]) -> TileLayout:
-    """Read the stores' attributes and check that together they hold the grid exactly once.
-
-    Raises
-    ------
-    ValueError
-        No stores; stores disagreeing on volume shape, tile, overlap, voxel size or tilt
-        range; an origin off the grid; grid tiles missing or stored twice (the first
-        few origins are named, with the stores of duplicates).
-    """
-    paths = [str(Path(p)) for p in tile_stores]
-    if not paths:
-        raise ValueError("no tile stores given to stitch")
-    opened = [open_tile_store(p)[1] for p in paths]
-    key = _geometry_key(opened[0])
-    for path, attrs in zip(paths[1:], opened[1:], strict=True):
-        if _geometry_key(attrs) != key:
-            raise ValueError(f"tile stores disagree: {paths[0]} has (volume shape, tile, overlap, voxel size, tilt "
-                             f"range, grid) {key} but {path} has {_geometry_key(attrs)}")
-    shape, tile, overlap, voxel, tilt, grid = key
-    layout = TileLayout(shape, tile, overlap, voxel, None if None in tilt else tuple(map(float, tilt)),
-                        tuple(paths), np.zeros((0, 4), np.int64), grid)
-    axes = layout.axis_origins()
-    n_grid = int(np.prod([len(a) for a in axes]))
-    owners: list[np.ndarray] = []
-    flats: list[np.ndarray] = []
-    for s, (path, attrs) in enumerate(zip(paths, opened, strict=True)):
-        flat, ok = _grid_index(attrs["origins"], axes)
-        if not ok.all():
-            bad = attrs["origins"][~ok][:_SHOW].tolist()
-            raise ValueError(f"{path}: {int((~ok).sum())} tile origin(s) are not on the grid of tiles {tile} with "
-                             f"overlap {overlap} over {shape} (first {bad})")
-        flats.append(flat)
-        owners.append(np.full(len(flat), s))
-    flat_all, owner_all = np.concatenate(flats), np.concatenate(owners)
-    counts = np.bincount(flat_all, minlength=n_grid)
-    all_origins = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    problems = []
-    if np.any(counts == 0):
-        missing = np.flatnonzero(counts == 0)
-        problems.append(f"{missing.size} tile(s) missing, origins {all_origins[missing[:_SHOW]].tolist()}"
-                        f"{' ...' if missing.size > _SHOW else ''}")
-    if np.any(counts > 1):
-        dup = np.flatnonzero(counts > 1)
-        where = [f"{all_origins[g].tolist()} in {sorted({paths[o] for o in owner_all[flat_all == g]})}" for g in dup[:_SHOW]]
-        problems.append(f"{dup.size} tile(s) stored more than once: {'; '.join(where)}"
-                        f"{' ...' if dup.size > _SHOW else ''}")
-    if problems:
-        raise ValueError(f"the {len(paths)} tile store(s) do not cover the grid of {n_grid} tiles {tile} (overlap "
-                         f"{overlap}) over {shape} exactly once: {'; '.join(problems)}")
-    runs = []
-    for s, flat in enumerate(flats):
-        breaks = np.flatnonzero(np.diff(flat) != 1) + 1
-        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(flat)], strict=True):
-            if stop > start:
-                runs.append((flat[start], stop - start, s, start))
-    runs_arr = np.asarray(sorted(runs), dtype=np.int64).reshape(-1, 4)
-    return TileLayout(shape, tile, overlap, voxel, layout.tilt_range_deg, tuple(paths), runs_arr, grid)
-
-
-def _blend_block(block_info: dict | None = None, *, layout: TileLayout) -> np.ndarray:
-    """One output chunk: blend the tiles overlapping its ``array-location`` box."""
-    box = block_info[None]["array-location"]
-    lo, hi = np.array([a for a, _ in box]), np.array([b for _, b in box])
-    axes = layout.axis_origins()
-    hit = [np.flatnonzero((a < h) & (a + t > low)) for a, low, h, t in zip(axes, lo, hi, layout.tile, strict=True)]
-    iz, iy, ix = (g.ravel() for g in np.meshgrid(*hit, indexing="ij"))
-    origins = np.stack([axes[0][iz], axes[1][iy], axes[2][ix]], axis=1)
-    flat = (iz * len(axes[1]) + iy) * len(axes[2]) + ix
-    run = layout.runs[np.searchsorted(layout.runs[:, 0], flat, side="right") - 1]
-    store, local = run[:, 2], run[:, 3] + flat - run[:, 0]
-    arrays: dict[int, Any] = {}
-
-    def read_tile(i: int, box: tuple[slice, slice, slice]) -> np.ndarray:
-        s = int(store[i])
-        if s not in arrays:
-            arrays[s] = open_tile_array(layout.stores[s])
-        return arrays[s][(int(local[i]), *box)]  # only the chunks of the tile that overlap the output chunk
-
-    return blend_region_3d(lo, hi, origins=origins, tile_zyx=layout.tile, overlap_zyx=layout.overlap,
-                           read_tile=read_tile)
+def _combine(results: list[RegionResult], shape: tuple[int, int, int], seconds: float) -> StitchSummary:
+    steps = None
+    if results and results[0].row_steps is not None:
+        steps = np.zeros_like(results[0].row_steps)
+        for r in results:
+            steps += r.row_steps
+        steps /= shape[0] * shape[2]
+    total = total_sq = 0.0
+    for r in results:
+        total += r.total
+        total_sq += r.total_sq
+    return StitchSummary(shape, len(results), seconds, min(r.minimum for r in results),
+                         max(r.maximum for r in results), total, total_sq, sum(r.count for r in results), steps,
+                         [r.block_results for r in results])
 
 
 def stitch_tile_stores(
     tile_stores: Sequence[str | os.PathLike[str]],
-    out_zarr: str | os.PathLike[str],
+    out_zarr: str | os.PathLike[str] | None,
     *,
     chunks: Sequence[int] = (64, 64, 64),
     client: Any | None = None,
+    threads: int | None = None,
+    out_mrc: str | os.PathLike[str] | None = None,
+    mrc_labels: Sequence[str] = (),
+    seam_steps: bool = False,
+    on_block: Callable[[tuple[int, int, int], np.ndarray], Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
-) -> None:
-    """Blend tile stores into a new Zarr v3 volume store, atomically.
+    compressors: Any = BY_DTYPE,
+    memory_mib: float = TASK_MEMORY_MIB,
+) -> StitchSummary:
+    """Blend tile stores into a new Zarr v3 volume store (and MRC), atomically.
 
     Parameters
     ----------
     tile_stores : sequence of path-like
         Stores that together hold every tile of one grid exactly once.
-    out_zarr : path-like
+    out_zarr : path-like or None
         Output volume store `(d, h, w)` float32 with the stores' voxel size and tilt range
-        (:func:`cryo_pipeline.io.zarr_store.create_volume_zarr`); it appears under this
-        name only once complete.
+        (:func:`cryo_pipeline.io.zarr_store.create_volume_zarr`); it appears under this name
+        only once complete. None: no Zarr (e.g. only the MRC).
     chunks : (z, y, x)
-        Output chunk = one Dask task (clipped to the volume).
+        Output chunks (clipped to the volume); a task is one chunk layer in z.
     client : distributed.Client, optional
-        Run the tasks there (:func:`cryo_pipeline.stitch.cluster.start_cluster`); else Dask's default scheduler.
+        Run the tasks there (:func:`cryo_pipeline.stitch.cluster.start_cluster`).
+    threads : int, optional
+        Without a client: threads of the local pool (default: the CPUs this process may use).
+    out_mrc : path-like, optional
+        Also write this MRC (float32, the stores' voxel size; header statistics from the tasks),
+        atomically.
+    mrc_labels : sequence of str
+        Labels of the MRC header.
+    seam_steps : bool
+        Return the mean |Δ| of every adjacent y-row pair (``StitchSummary.row_step_means``).
+    on_block : callable, optional
+        The block hook of :mod:`cryo_pipeline.stitch.regions` (e.g. a pyramid level writer);
+        must be picklable for a distributed client.
     provenance, extra_attrs
         As for :func:`~cryo_pipeline.io.zarr_store.create_volume_zarr`.
+    compressors
+        Codec of the output Zarr (default: :func:`~cryo_pipeline.io.zarr_store.final_compressors`,
+        i.e. uncompressed float32, written as chunk files directly).
+    memory_mib : float
+        Memory budget of one task (sets the regions' width).
 
-    Notes
-    -----
-    The tasks are stored with ``da.store(..., lock=False)`` after checking that every
-    Dask chunk is exactly one Zarr chunk. (``da.to_zarr`` into an existing array would
-    first rechunk to Dask's ~128 MiB "auto" chunks, i.e. move the blocks between workers
-    and hold 128 MiB per task.)
+    Returns
+    -------
+    StitchSummary
     """
+    if out_zarr is None and out_mrc is None:
+        raise ValueError("stitch_tile_stores: give out_zarr, out_mrc or both")
     layout = read_tile_layout(tile_stores)
-    chunks = as_zyx(tuple(chunks), "chunks")
-    start = time.perf_counter()
+    chunks = tuple(min(c, n) for c, n in zip(as_zyx(tuple(chunks), "chunks"), layout.volume_shape, strict=True))
+    if min(chunks) < 1:
+        raise ValueError(f"chunks must be positive, got {chunks}")
+    regions = plan_regions(layout, chunks, memory_mib=memory_mib)
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     tilt_min, tilt_max = layout.tilt_range_deg or (None, None)
-    with atomic_write_path(out_zarr) as tmp:
-        target = create_volume_zarr(tmp, layout.volume_shape, chunks=chunks,
-                                    voxel_size_angstrom=layout.voxel_size_angstrom, tilt_min_deg=tilt_min,
-                                    tilt_max_deg=tilt_max, provenance=provenance, extra_attrs=extra_attrs)
-        blocks = normalize_chunks(target.chunks, layout.volume_shape)
-        blended = da.map_blocks(_blend_block, dtype=np.float32, chunks=blocks, layout=layout,
-                                meta=np.empty((0, 0, 0), dtype=np.float32))
-        if blended.chunks != normalize_chunks(target.chunks, target.shape):  # pragma: no cover - by construction
-            raise AssertionError(f"dask chunks {blended.chunks} are not the zarr chunks {target.chunks}")
-        stored = da.store(blended, target, lock=False, compute=False)
-        if client is not None:
-            client.compute(stored).result()
-        else:
-            dask.compute(stored)
-    log.info("stitched %d tile store(s) into %s %s in %.1f s (%d chunk tasks)", len(layout.stores), out_zarr,
-             layout.volume_shape, time.perf_counter() - start, blended.npartitions)
+    with ExitStack() as stack:
+        zarr_path = mrc = None
+        if out_zarr is not None:
+            zarr_path = stack.enter_context(atomic_write_path(out_zarr))
+            create_volume_zarr(zarr_path, layout.volume_shape, chunks=chunks,
+                               voxel_size_angstrom=layout.voxel_size_angstrom, tilt_min_deg=tilt_min,
+                               tilt_max_deg=tilt_max, provenance=provenance, extra_attrs=extra_attrs,
+                               compressors=compressors)
+        if out_mrc is not None:
+            mrc_path = stack.enter_context(atomic_write_path(out_mrc))
+            mrc = create_mrc_regions(mrc_path, layout.volume_shape, voxel_size_angstrom=layout.voxel_size_angstrom,
+                                     labels=mrc_labels)
+        outputs = RegionOutputs(None if zarr_path is None else str(zarr_path), chunks, mrc, seam_steps, on_block,
+                                pin_threads=client is not None)
+        start = time.perf_counter()
+        results = _run_tasks(stitch_region, [(r, layout, outputs) for r in regions], client=client,
+                             threads=max(1, min(threads, len(regions))))
+        summary = _combine(results, layout.volume_shape, time.perf_counter() - start)
+        if mrc is not None:
+            finish_mrc_regions(mrc.path, minimum=summary.minimum, maximum=summary.maximum, total=summary.total,
+                               total_sq=summary.total_sq, count=summary.count)
+    where = "a distributed cluster" if client is not None else f"{min(threads, len(regions))} thread(s)"
+    log.info("stitched %d tile store(s) into %s %s in %.1f s (%d region tasks on %s)", len(layout.stores),
+             out_zarr if out_zarr is not None else out_mrc, layout.volume_shape, summary.seconds, len(regions), where)
+    return summary

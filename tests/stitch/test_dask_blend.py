@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 
 import numpy as np
 import pytest
 
+from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.io.tile_store import write_tile_store
 from cryo_pipeline.io.zarr_store import open_volume_zarr, read_volume_zarr
 from cryo_pipeline.ops.blending import tile_origins_3d
@@ -101,18 +104,47 @@ def test_stores_of_different_grids_or_off_grid_tiles_are_refused(tmp_path):
         read_tile_layout([])
 
 
-def test_local_cluster_with_two_workers_and_a_memory_limit(tmp_path):
+def test_local_runs_use_threads_of_this_process_without_a_cluster(tmp_path):
     volume = _volume((48, 40, 36), seed=3)
     n = len(tile_origins_3d(volume.shape, tile_zyx=TILE, overlap_zyx=OVERLAP))
     paths, _ = _stores(tmp_path, volume, [np.arange(0, n // 2), np.arange(n // 2, n)])
+    ran_in = set()
     with start_cluster(threads=2, memory_limit_mb=1000) as client:
-        workers = client.scheduler_info()["workers"].values()
-        assert len(workers) == 2
-        assert all(w["nthreads"] == 1 and w["memory_limit"] == 500_000_000 for w in workers)
-        stitch_tile_stores(paths, tmp_path / "out.zarr", chunks=(16, 16, 16), client=client)
+        assert client is None  # nothing to start: the stitch's own thread pool
+        summary = stitch_tile_stores(paths, tmp_path / "out.zarr", chunks=(16, 16, 16), client=client, threads=2,
+                                     on_block=lambda lo, band: ran_in.add((os.getpid(), threading.get_ident())))
     out, attrs = read_volume_zarr(tmp_path / "out.zarr")
-    np.testing.assert_allclose(out, volume, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(out, volume)
     assert attrs["voxel_size_angstrom"] == VOXEL and attrs["axes"] == "zyx"
+    assert summary.n_tasks == 3 and {pid for pid, _ in ran_in} == {os.getpid()}
+    assert threading.get_ident() not in {thread for _, thread in ran_in}  # pool threads, not the caller's
+
+
+@pytest.mark.slow
+def test_tasks_run_on_the_workers_of_a_running_scheduler(tmp_path):
+    """The distributed path (a scheduler address; SLURM workers use the same code): worker processes, exact."""
+    from distributed import LocalCluster
+
+    volume = _volume((40, 44, 36), seed=4)
+    n = len(tile_origins_3d(volume.shape, tile_zyx=TILE, overlap_zyx=OVERLAP))
+    paths, _ = _stores(tmp_path, volume, [np.arange(0, n // 3), np.arange(n // 3, n)])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      local_directory=str(tmp_path / "dask")) as cluster, \
+            start_cluster(threads=1, scheduler_address=cluster.scheduler_address) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        summary = stitch_tile_stores(paths, tmp_path / "out.zarr", chunks=(8, 16, 16), client=client,
+                                     out_mrc=tmp_path / "out.mrc", on_block=_pid_and_threads)
+    np.testing.assert_array_equal(read_volume_zarr(tmp_path / "out.zarr")[0], volume)
+    np.testing.assert_array_equal(read_mrc(tmp_path / "out.mrc").data, volume)
+    ran = {r for task in summary.block_results for r in task}
+    assert {pid for pid, _ in ran} <= worker_pids and os.getpid() not in {pid for pid, _ in ran}
+    assert {blas for _, blas in ran} == {1}  # each worker's BLAS/OpenMP pools pinned to one thread
+
+
+def _pid_and_threads(lo, band):
+    from threadpoolctl import threadpool_info
+
+    return os.getpid(), max((p["num_threads"] for p in threadpool_info()), default=1)
 
 
 def test_start_cluster_rejects_bad_sizes():

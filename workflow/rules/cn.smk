@@ -77,7 +77,7 @@ rule fit_slab:
 
 
 rule stitch_slabs:
-    """Blend the slabs in y with Dask (local cluster of the rule's threads, or stitch.cluster): Zarr, MRC."""
+    """Blend the slabs in y (the rule's threads, or Dask workers per stitch.cluster): Zarr, MRC, one pass."""
     input:
         unpack(slab_outputs),
         plan="results/{run}/{dataset}/cn/slabs.json",
