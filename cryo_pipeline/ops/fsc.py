@@ -11,7 +11,9 @@ A shell where either volume has (numerically) no power gets FSC 0: nothing
 correlates there. "No power" means below 1e-12 of what the shell would hold at the
 volume's average power per voxel, so float32 round-off left in a zeroed region (e.g.
 by :func:`cryo_pipeline.ops.wedge.apply_missing_wedge_3d`) does not produce random
-correlations. A shell with no voxels in a region (directional FSC) gets NaN.
+correlations. A shell with no voxels in a region (directional FSC) gets NaN. The sums come
+from one half spectrum per volume (:mod:`cryo_pipeline.ops.fourier_shells`), shared by every
+score of :func:`fsc_metrics` including the wedge fill.
 
 Directional FSC (CN paper §3.6.1): a Fourier voxel is *measured* when it lies within
 half a voxel (index units per axis, fftfreq·n) of the plane of an acquired
@@ -29,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryo_pipeline.ops.fourier import fftfreq_grid_3d, shell_index_3d
+from cryo_pipeline.ops.fourier import fftfreq_grid_3d
+from cryo_pipeline.ops.fourier_shells import ShellSums, half_spectrum, shell_fsc, shell_sums
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,38 +43,11 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-_NO_POWER = 1e-12  # relative power below which a shell counts as empty of signal
-
-
-def _spectra(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cross power Re(A B*), |A|², |B|² (float64, unshifted)."""
-    fa = np.fft.fftn(np.asarray(a, dtype=np.float64))
-    fb = np.fft.fftn(np.asarray(b, dtype=np.float64))
-    cross = fa.real * fb.real + fa.imag * fb.imag
-    return cross, fa.real**2 + fa.imag**2, fb.real**2 + fb.imag**2
-
-
-def _shell_sums(values: np.ndarray, shells: np.ndarray, n_shells: int, region=None) -> np.ndarray:
-    weights = values if region is None else values * region
-    return np.bincount(shells.ravel(), weights=weights.ravel(), minlength=n_shells)[:n_shells]
-
-
-def _shell_fsc(spectra, shells: np.ndarray, n_shells: int, region=None) -> np.ndarray:
-    """FSC per shell (optionally inside ``region``); 0 where a volume has no power."""
-    cross, pa, pb = (_shell_sums(v, shells, n_shells, region) for v in spectra)
-    idx = shells if region is None else shells[region]
-    count = np.bincount(idx.ravel(), minlength=n_shells)[:n_shells]
-    floor_a = _NO_POWER * count * float(spectra[1].mean())
-    floor_b = _NO_POWER * count * float(spectra[2].mean())
-    ok = (pa > floor_a) & (pb > floor_b)
-    return np.where(ok, cross / np.sqrt(np.where(ok, pa * pb, 1.0)), 0.0)
-
-
-def _clipped_shells(shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
-    """Shell index with everything beyond Nyquist moved to one discarded bin."""
-    n_shells = min(shape) // 2 + 1
-    shells = shell_index_3d(shape)
-    return np.minimum(shells, n_shells), n_shells
+def _pair_sums(a: np.ndarray, b: np.ndarray, angles_deg: Sequence[float] | None) -> ShellSums:
+    measured = None if angles_deg is None else _measured_plane(a.shape, angles_deg)
+    fa = half_spectrum(a)
+    fb = half_spectrum(b)
+    return shell_sums(fa, fb, a.shape, measured)
 
 
 def fourier_shell_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +66,8 @@ def fourier_shell_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
         Same length, float64 in [−1, 1].
     """
     a, b = _check_pair(a, b)
-    shells, n = _clipped_shells(a.shape)
-    cross, pa, pb = _spectra(a, b)
-    return np.arange(n), _shell_fsc((cross, pa, pb), shells, n)
+    sums = _pair_sums(a, b, None)
+    return np.arange(sums.n_shells), shell_fsc(sums)
 
 
 def shell_frequency_per_angstrom(n_shells: int, *, box_px: int, voxel_size_angstrom: float) -> np.ndarray:
@@ -163,6 +138,13 @@ def measured_region_mask_3d(shape_zyx: tuple[int, int, int], angles_deg: Sequenc
         True = measured, False = missing. Voxel k is measured when
         |k_z cos θ + k_x sin θ| ≤ 0.5 for some θ, with k_z = fftfreq·d, k_x = fftfreq·w.
     """
+    d, h, w = (int(n) for n in shape_zyx)
+    plane = _measured_plane((d, h, w), angles_deg)
+    return np.broadcast_to(plane[:, None, :], (d, h, w)).copy()
+
+
+def _measured_plane(shape_zyx: tuple[int, int, int], angles_deg: Sequence[float]) -> np.ndarray:
+    """The measured region's `(d, w)` (k_z, k_x) plane (it is constant along k_y)."""
     angles = np.atleast_1d(np.asarray(angles_deg, dtype=np.float64))
     if angles.size == 0 or not np.all(np.isfinite(angles)):
         raise ValueError(f"angles_deg must be a non-empty list of finite angles, got {angles_deg!r}")
@@ -172,7 +154,7 @@ def measured_region_mask_3d(shape_zyx: tuple[int, int, int], angles_deg: Sequenc
     plane = np.zeros((d, w), dtype=bool)
     for theta in np.radians(angles):
         plane |= np.abs(kz * np.cos(theta) + kx * np.sin(theta)) <= 0.5
-    return np.broadcast_to(plane[:, None, :], (d, h, w)).copy()
+    return plane
 
 
 def directional_fsc(
@@ -193,19 +175,15 @@ def directional_fsc(
         Each ``(min(d, h, w)//2 + 1,)``; NaN where a shell has no voxel in the region.
     """
     a, b = _check_pair(a, b)
-    measured = measured_region_mask_3d(a.shape, angles_deg)
-    spectra = _spectra(a, b)
-    return _directional_from_spectra(spectra, measured)
+    return _directional_from_sums(_pair_sums(a, b, angles_deg))
 
 
-def _directional_from_spectra(spectra, measured: np.ndarray):
-    shells, n = _clipped_shells(measured.shape)
+def _directional_from_sums(sums: ShellSums):
     curves = []
-    for region in (measured, ~measured):
-        count = np.bincount(shells[region], minlength=n)[:n]
-        fsc = _shell_fsc(spectra, shells, n, region)
-        curves.append(np.where(count > 0, fsc, np.nan))
-    return np.arange(n), curves[0], curves[1]
+    for region in ("measured", "missing"):
+        count = sums.region(region)["count"][: sums.n_shells]
+        curves.append(np.where(count > 0, shell_fsc(sums, region), np.nan))
+    return np.arange(sums.n_shells), curves[0], curves[1]
 
 
 def _mean_over_shells(curve: np.ndarray) -> float:
@@ -244,17 +222,17 @@ def wedge_fill_ratio(volume: np.ndarray, *, angles_deg: Sequence[float]) -> floa
     angles_deg : sequence of float
         Tilt angles defining the measured region.
     """
-    volume = np.asarray(volume, dtype=np.float64)
+    volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"volume must be 3D (d, h, w), got shape {volume.shape}")
-    measured = measured_region_mask_3d(volume.shape, angles_deg)
-    shells, n = _clipped_shells(volume.shape)
-    f = np.fft.fftn(volume)
-    power = f.real**2 + f.imag**2
-    p_meas = _shell_sums(power, shells, n, measured)[1:]
-    p_miss = _shell_sums(power, shells, n, ~measured)[1:]
-    n_meas = np.bincount(shells[measured], minlength=n)[1:n]
-    n_miss = np.bincount(shells[~measured], minlength=n)[1:n]
+    sums = shell_sums(half_spectrum(volume), None, volume.shape, _measured_plane(volume.shape, angles_deg))
+    return _wedge_fill_from_sums(sums)
+
+
+def _wedge_fill_from_sums(sums: ShellSums) -> float:
+    n = sums.n_shells
+    p_meas, p_miss = sums.region("measured")["pa"][1:n], sums.region("missing")["pa"][1:n]
+    n_meas, n_miss = sums.region("measured")["count"][1:n], sums.region("missing")["count"][1:n]
     use = n_meas > 0
     expected = float(np.sum(n_miss[use] * p_meas[use] / n_meas[use]))
     return float(np.sum(p_miss[use]) / expected) if expected > 0 else float("nan")
@@ -278,19 +256,18 @@ def fsc_metrics(
     -------
     dict
         ``fsc_resolution_angstrom`` (0.143), ``fsc_resolution_05_angstrom`` (0.5),
-        ``dfsc_measured_mean``, ``dfsc_missing_mean`` (shells 1 … Nyquist), and the
+        ``dfsc_measured_mean``, ``dfsc_missing_mean`` (shells 1 … Nyquist), the estimate's
+        ``wedge_fill`` (:func:`wedge_fill_ratio`, from the same transform), and the
         curves as lists for plotting: ``fsc_curve``, ``fsc_measured_curve``,
         ``fsc_missing_curve``, ``frequency_per_angstrom`` (one entry per shell).
     """
     _check_voxel(voxel_size_angstrom)
     a, b = _check_pair(estimate, ground_truth)
     box = min(a.shape)
-    spectra = _spectra(a, b)
-    shells, n = _clipped_shells(a.shape)
-    fsc = _shell_fsc(spectra, shells, n)
-    _, measured_curve, missing_curve = _directional_from_spectra(
-        spectra, measured_region_mask_3d(a.shape, angles_deg)
-    )
+    sums = _pair_sums(a, b, angles_deg)
+    n = sums.n_shells
+    fsc = shell_fsc(sums)
+    _, measured_curve, missing_curve = _directional_from_sums(sums)
     res = {t: fsc_resolution_angstrom(fsc, box_px=box, voxel_size_angstrom=voxel_size_angstrom, threshold=t)
            for t in (0.143, 0.5)}
     return {
@@ -298,6 +275,7 @@ def fsc_metrics(
         "fsc_resolution_05_angstrom": res[0.5],
         "dfsc_measured_mean": _mean_over_shells(measured_curve),
         "dfsc_missing_mean": _mean_over_shells(missing_curve),
+        "wedge_fill": _wedge_fill_from_sums(sums),
         "fsc_curve": fsc.tolist(),
         "fsc_measured_curve": measured_curve.tolist(),
         "fsc_missing_curve": missing_curve.tolist(),

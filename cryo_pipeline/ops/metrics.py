@@ -10,7 +10,14 @@ Two families:
   (:func:`fit_affine_to_reference`), then :func:`psnr_db` = 10·log10(1/MSE) and
   :func:`ssim` = windowed 3D SSIM (Gaussian window σ = 1.5, data range 1).
 
-All functions take ``(d, h, w)`` arrays (any equal shapes work) and compute in float64.
+All functions take ``(d, h, w)`` arrays (any equal shapes work; memory maps too) and compute
+in float64, **streaming over z-slabs**: one pass gathers the moments
+(:mod:`cryo_pipeline.ops.volume_moments`: means, variances and covariance merged slab by slab,
+the ground truth's range, Σ(v̂ − v)²) from which the papers' PSNR, the global SSIM and
+the affine fit follow; a second pass, only for :func:`psnr_db` and :func:`ssim`, sums the
+fitted squared error and the windowed SSIM map slab by slab, each slab with a halo of the
+Gaussian window's radius so its map equals the whole volume's. Memory is a few slabs, never a
+float64 copy of the volume.
 """
 
 from __future__ import annotations
@@ -18,29 +25,22 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from cryo_pipeline.ops import volume_moments
+from cryo_pipeline.ops.volume_moments import Moments, as_3d, check_pair, moments
+
 SSIM_SIGMA_PX = 1.5
 SSIM_TRUNCATE = 3.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+#: Halo of a windowed-SSIM block: the radius of scipy's truncated Gaussian kernel.
+SSIM_HALO_PX = int(SSIM_TRUNCATE * SSIM_SIGMA_PX + 0.5)
+#: Core of a windowed-SSIM block (zyx): with its halo ~1.25× the work of the bare block,
+#: ~8 float64 arrays of it in memory (~340 MiB) whatever the volume's size.
+SSIM_BLOCK = (64, 256, 256)
 
 
-def _as_pair(estimate: np.ndarray, ground_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    est = np.asarray(estimate, dtype=np.float64)
-    gt = np.asarray(ground_truth, dtype=np.float64)
-    if est.shape != gt.shape:
-        raise ValueError(
-            f"estimate shape {est.shape} and ground_truth shape {gt.shape} differ; "
-            "crop or resample one to match the other"
-        )
-    if est.size == 0:
-        raise ValueError(f"volumes are empty (shape {est.shape})")
-    if not (np.all(np.isfinite(est)) and np.all(np.isfinite(gt))):
-        raise ValueError("estimate or ground_truth contains NaN or inf values")
-    return est, gt
-
-
-def _ground_truth_range(gt: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(gt.min()), float(gt.max())
+def _ground_truth_range(m: Moments) -> tuple[float, float]:
+    lo, hi = m.lo, m.hi
     if hi <= lo:
         raise ValueError(
             f"ground_truth is constant (every value is {lo}); its range is 0, so the "
@@ -69,15 +69,18 @@ def psnr_paper_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
     float
         PSNR in dB; ``inf`` when the volumes are identical.
     """
-    est, gt = _as_pair(estimate, ground_truth)
-    _ground_truth_range(gt)
-    peak = float(gt.max())
+    return _psnr_paper(moments(estimate, ground_truth))
+
+
+def _psnr_paper(m: Moments) -> float:
+    _ground_truth_range(m)
+    peak = m.hi
     if peak <= 0:
         raise ValueError(
             f"ground_truth maximum ({peak}) must be > 0 for the papers' PSNR "
             "(10·log10(max/MSE)); use psnr_db for data with a non-positive maximum"
         )
-    mse = float(np.mean((est - gt) ** 2))
+    mse = m.sse / m.n
     return _db(peak / mse if mse > 0 else np.inf)
 
 
@@ -98,13 +101,15 @@ def ssim_global(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
     float
         Global SSIM, 1 for identical volumes.
     """
-    est, gt = _as_pair(estimate, ground_truth)
-    lo, hi = _ground_truth_range(gt)
+    return _ssim_global(moments(estimate, ground_truth))
+
+
+def _ssim_global(m: Moments) -> float:
+    lo, hi = _ground_truth_range(m)
     c1 = (SSIM_K1 * (hi - lo)) ** 2
     c2 = (SSIM_K2 * (hi - lo)) ** 2
-    mu_e, mu_g = est.mean(), gt.mean()
-    de, dg = est - mu_e, gt - mu_g
-    var_e, var_g, cov = np.mean(de * de), np.mean(dg * dg), np.mean(de * dg)
+    mu_e, mu_g = m.mean_e, m.mean_g
+    var_e, var_g, cov = m.m2_e / m.n, m.m2_g / m.n, m.c_eg / m.n
     num = (2 * mu_e * mu_g + c1) * (2 * cov + c2)
     den = (mu_e**2 + mu_g**2 + c1) * (var_e + var_g + c2)
     return float(num / den)
@@ -123,23 +128,58 @@ def fit_affine_to_reference(estimate: np.ndarray, reference: np.ndarray) -> tupl
     a, b : float
         Scale and offset; a constant estimate gives ``a = 0``, ``b = mean(reference)``.
     """
-    est, ref = _as_pair(estimate, reference)
-    de = est - est.mean()
-    var_e = float(np.mean(de * de))
-    a = float(np.mean(de * (ref - ref.mean())) / var_e) if var_e > 0 else 0.0
-    b = float(ref.mean() - a * est.mean())
-    return a, b
+    m = moments(estimate, reference)
+    var_e = m.m2_e / m.n
+    a = float((m.c_eg / m.n) / var_e) if var_e > 0 else 0.0
+    return a, float(m.mean_g - a * m.mean_e)
 
 
-def _fitted_to_unit_range(
-    estimate: np.ndarray, ground_truth: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Min–max map the ground truth to [0, 1] and fit the estimate to it."""
-    est, gt = _as_pair(estimate, ground_truth)
-    lo, hi = _ground_truth_range(gt)
-    gt01 = (gt - lo) / (hi - lo)
-    a, b = fit_affine_to_reference(est, gt01)
-    return a * est + b, gt01, a, b
+def _unit_range_fit(m: Moments) -> tuple[float, float, float, float]:
+    """``(a, b, lo, hi)``: the affine fit of the estimate to the ground truth mapped to [0, 1]."""
+    lo, hi = _ground_truth_range(m)
+    var_e = m.m2_e / m.n
+    a = float((m.c_eg / m.n / (hi - lo)) / var_e) if var_e > 0 else 0.0
+    return a, float((m.mean_g - lo) / (hi - lo) - a * m.mean_e), lo, hi
+
+
+def _blocks(shape: tuple[int, ...], core: tuple[int, int, int]):
+    """Boxes ``(lo, hi)`` of at most ``core`` voxels that tile a 3-D ``shape``."""
+    edges = [range(0, n, c) for n, c in zip(shape, core, strict=True)]
+    for z in edges[0]:
+        for y in edges[1]:
+            for x in edges[2]:
+                lo = (z, y, x)
+                yield lo, tuple(min(a + c, n) for a, c, n in zip(lo, core, shape, strict=True))
+
+
+def _fitted_pass(estimate: np.ndarray, ground_truth: np.ndarray, m: Moments, *,
+                 windowed: bool) -> tuple[float, float]:
+    """Second pass: ``(MSE of a·v̂ + b against the [0, 1] ground truth, mean windowed SSIM or NaN)``.
+
+    Without the windowed SSIM the pass runs over z-slabs; with it, over 3-D blocks of
+    :data:`SSIM_BLOCK` voxels, each read with a halo of :data:`SSIM_HALO_PX` (inside the
+    volume), so the Gaussian filters see the same neighbours as on the whole volume and the
+    block's SSIM map is the whole volume's map there (reflecting edges only at the volume's).
+    """
+    a, b, lo, hi = _unit_range_fit(m)
+    est, gt = (as_3d(v) for v in check_pair(estimate, ground_truth))
+    shape = est.shape
+    slab = max(1, volume_moments.SLAB_VOXELS // (shape[1] * shape[2]))
+    core = SSIM_BLOCK if windowed else (slab, shape[1], shape[2])
+    halo = SSIM_HALO_PX if windowed else 0
+    sse = ssim_sum = 0.0
+    for block_lo, block_hi in _blocks(shape, core):
+        outer = tuple(slice(max(0, a0 - halo), min(n, a1 + halo))
+                      for a0, a1, n in zip(block_lo, block_hi, shape, strict=True))
+        inner = tuple(slice(a0 - o.start, a1 - o.start) for a0, a1, o in zip(block_lo, block_hi, outer, strict=True))
+        fitted = np.asarray(est[outer], dtype=np.float64) * a + b
+        gt01 = (np.asarray(gt[outer], dtype=np.float64) - lo) / (hi - lo)
+        diff = fitted[inner] - gt01[inner]
+        sse += float(np.vdot(diff, diff))
+        if windowed:
+            ssim_sum += float(_ssim_map(fitted, gt01, data_range=1.0)[inner].sum())
+    n = est.size
+    return sse / n, (ssim_sum / n if windowed else float("nan"))
 
 
 def psnr_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
@@ -158,13 +198,12 @@ def psnr_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
     float
         PSNR in dB; ``inf`` when the fit is exact.
     """
-    fitted, gt01, _, _ = _fitted_to_unit_range(estimate, ground_truth)
-    mse = float(np.mean((fitted - gt01) ** 2))
+    mse, _ = _fitted_pass(estimate, ground_truth, moments(estimate, ground_truth), windowed=False)
     return _db(1.0 / mse if mse > 0 else np.inf)
 
 
-def _windowed_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float) -> float:
-    """Mean windowed SSIM with a Gaussian window (population moments, reflect edges)."""
+def _ssim_map(x: np.ndarray, y: np.ndarray, *, data_range: float) -> np.ndarray:
+    """Windowed SSIM map with a Gaussian window (population moments, reflect edges)."""
 
     def blur(v: np.ndarray) -> np.ndarray:
         return gaussian_filter(v, sigma=SSIM_SIGMA_PX, truncate=SSIM_TRUNCATE, mode="reflect")
@@ -177,7 +216,7 @@ def _windowed_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float) -> float:
     cov = blur(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-    return float(np.mean(num / den))
+    return num / den
 
 
 def ssim(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
@@ -197,17 +236,18 @@ def ssim(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
     float
         Mean SSIM, 1 for identical volumes.
     """
-    fitted, gt01, _, _ = _fitted_to_unit_range(estimate, ground_truth)
-    return _windowed_ssim(fitted, gt01, data_range=1.0)
+    return _fitted_pass(estimate, ground_truth, moments(estimate, ground_truth), windowed=True)[1]
 
 
-def scored_metrics(estimate: np.ndarray, ground_truth: np.ndarray) -> dict[str, float]:
-    """All real-space metrics of one estimate against its ground truth.
+def scored_metrics(estimate: np.ndarray, ground_truth: np.ndarray, *, windowed_ssim: bool = True) -> dict[str, float]:
+    """All real-space metrics of one estimate against its ground truth, in two streaming passes.
 
     Parameters
     ----------
     estimate, ground_truth : numpy.ndarray
-        ``(d, h, w)`` volumes of equal shape.
+        ``(d, h, w)`` volumes of equal shape (memory maps are read slab by slab).
+    windowed_ssim : bool
+        Compute the windowed SSIM (``ssim``; NaN if False, which skips its Gaussian filters).
 
     Returns
     -------
@@ -215,14 +255,14 @@ def scored_metrics(estimate: np.ndarray, ground_truth: np.ndarray) -> dict[str, 
         ``psnr_db``, ``psnr_paper_db``, ``ssim``, ``ssim_global`` and the fit
         ``fit_a``, ``fit_b`` (estimate → ground truth mapped to [0, 1]).
     """
-    est, gt = _as_pair(estimate, ground_truth)
-    fitted, gt01, a, b = _fitted_to_unit_range(est, gt)
-    mse = float(np.mean((fitted - gt01) ** 2))
+    m = moments(estimate, ground_truth)
+    a, b, _, _ = _unit_range_fit(m)
+    mse, windowed = _fitted_pass(estimate, ground_truth, m, windowed=windowed_ssim)
     return {
         "psnr_db": _db(1.0 / mse if mse > 0 else np.inf),
-        "psnr_paper_db": psnr_paper_db(est, gt),
-        "ssim": _windowed_ssim(fitted, gt01, data_range=1.0),
-        "ssim_global": ssim_global(est, gt),
+        "psnr_paper_db": _psnr_paper(m),
+        "ssim": windowed,
+        "ssim_global": _ssim_global(m),
         "fit_a": a,
         "fit_b": b,
     }

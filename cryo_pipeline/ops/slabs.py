@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["SlabPlan", "plan_slabs", "seam_ratio", "slab_rows_from_ratio"]
+__all__ = ["SlabPlan", "plan_slabs", "row_step_means", "seam_ratio", "slab_rows_from_ratio"]
 
 
 @dataclass(frozen=True)
@@ -176,3 +176,27 @@ def seam_ratio(row_step_means: np.ndarray, boundaries_y) -> float:
     inside[pairs] = False
     within = steps[inside].mean()
     return float(steps[pairs].mean() / within) if within > 0 else float("nan")
+
+
+def row_step_means(volume: np.ndarray, *, slab_voxels: int = 1 << 22) -> np.ndarray:
+    """``mean |v[:, y + 1, :] − v[:, y, :]|`` for every adjacent y-row pair, streamed over z-slabs.
+
+    Parameters
+    ----------
+    volume : `(d, h, w)` array or memory map
+        Read ``slab_voxels`` voxels at a time (float64 per slab).
+
+    Returns
+    -------
+    numpy.ndarray
+        `(h − 1,)` float64, the input of :func:`seam_ratio`.
+    """
+    d, h, w = volume.shape
+    if h < 2:
+        raise ValueError(f"need a (d, h, w) volume with h >= 2, got shape {volume.shape}")
+    step = max(1, slab_voxels // max(1, h * w))
+    total = np.zeros(h - 1)
+    for z0 in range(0, d, step):
+        slab = np.asarray(volume[z0 : z0 + step], dtype=np.float64)
+        total += np.abs(np.diff(slab, axis=1)).sum(axis=(0, 2))
+    return total / (d * w)

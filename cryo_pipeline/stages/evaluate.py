@@ -1,4 +1,10 @@
-"""Stage ``evaluate``: one metrics row for one (dataset, method) volume."""
+"""Stage ``evaluate``: one metrics row for one (dataset, method) volume.
+
+Both volumes are memory-mapped; the real-space metrics stream over z-slabs
+(:func:`cryo_pipeline.ops.metrics.scored_metrics`) and the Fourier ones share one half
+spectrum per volume (:func:`cryo_pipeline.ops.fsc.fsc_metrics` also returns the wedge fill),
+so memory stays near the two spectra and no volume is transformed twice.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,10 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import EvaluateConfig
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.io.atomic import atomic_write_text
-from cryo_pipeline.io.mrc import read_mrc
+from cryo_pipeline.io.mrc import read_mrc_memmap
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
-from cryo_pipeline.ops.slabs import seam_ratio
+from cryo_pipeline.ops.slabs import row_step_means, seam_ratio
 from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
 from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
 
@@ -82,8 +88,8 @@ def run(
     meta_path: Path | None = None,
 ) -> None:
     """Score ``volume_path`` (against the ground truth when there is one) and write a 1-row TSV."""
-    volume = read_mrc(Path(volume_path))
-    angles = measured_angles_deg(dataset, cfg=cfg, shape_zyx=volume.data.shape)
+    volume, voxel_size = read_mrc_memmap(Path(volume_path))
+    angles = measured_angles_deg(dataset, cfg=cfg, shape_zyx=volume.shape)
     meta = read_stage_meta(meta_path)
     row: dict = {column: math.nan for column in METRIC_COLUMNS}
     row.update(
@@ -93,34 +99,32 @@ def run(
         corruption=dataset.corruption or "",
         runtime_s=meta.get("runtime_s", math.nan),
         device=meta.get("device", ""),
-        voxel_size_angstrom=volume.voxel_size_angstrom,
+        voxel_size_angstrom=voxel_size,
         tilt_min_deg=dataset.tilt_min_deg,
         tilt_max_deg=dataset.tilt_max_deg,
         volume_path=str(volume_path),
         ground_truth_path=str(ground_truth_path) if ground_truth_path else "",
         curves_path="",
-        wedge_fill=wedge_fill_ratio(volume.data, angles_deg=angles),
         seam_ratio=meta.get("seam_ratio", math.nan),  # CN: stitched slabs (stitch_slabs' record)
     )
     curves: dict = {}
-    if ground_truth_path is not None:
-        truth = read_mrc(Path(ground_truth_path))
-        if truth.data.shape != volume.data.shape:
+    if ground_truth_path is None:
+        row["wedge_fill"] = wedge_fill_ratio(volume, angles_deg=angles)
+    else:
+        truth, truth_voxel = read_mrc_memmap(Path(ground_truth_path))
+        if truth.shape != volume.shape:
             raise ValueError(
-                f"{volume_path} has shape {volume.data.shape} but the ground truth {ground_truth_path} has "
-                f"{truth.data.shape}; a method must return a volume of the ground truth's shape"
+                f"{volume_path} has shape {volume.shape} but the ground truth {ground_truth_path} has "
+                f"{truth.shape}; a method must return a volume of the ground truth's shape"
             )
-        scores = scored_metrics(volume.data, truth.data)
-        if not cfg.windowed_ssim:
-            scores["ssim"] = math.nan
-        fsc = fsc_metrics(volume.data, truth.data, angles_deg=angles, voxel_size_angstrom=truth.voxel_size_angstrom)
+        scores = scored_metrics(volume, truth, windowed_ssim=cfg.windowed_ssim)
+        fsc = fsc_metrics(volume, truth, angles_deg=angles, voxel_size_angstrom=truth_voxel)
         curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
         row.update({k: v for k, v in scores.items() if k in row})
         row.update({k: v for k, v in fsc.items() if k in row})
         row["curves_path"] = str(curves_out)
         if meta.get("slab_boundaries_y"):  # the content's own step at the seam rows: what "no seam" looks like
-            steps = np.abs(np.diff(truth.data.astype(np.float64), axis=1)).mean(axis=(0, 2))
-            row["seam_ratio_ground_truth"] = seam_ratio(steps, meta["slab_boundaries_y"])
+            row["seam_ratio_ground_truth"] = seam_ratio(row_step_means(truth), meta["slab_boundaries_y"])
     table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
     with stage_outputs(out, curves_out) as (tmp_out, tmp_curves):
         atomic_write_text(tmp_curves, json.dumps(curves, indent=1))

@@ -119,3 +119,36 @@ def test_paper_psnr_rejects_non_positive_peak():
     gt = -np.random.default_rng(0).random((8, 8, 8))
     with pytest.raises(ValueError, match="maximum"):
         psnr_paper_db(gt + 0.1, gt)
+
+
+def test_streaming_passes_equal_whole_volume_formulas(ground_truth, monkeypatch, tmp_path):
+    """Slabs, blocks with halos and memory maps give the whole-volume values (item 5 of issue 15)."""
+    from scipy.ndimage import gaussian_filter
+
+    from cryo_pipeline.ops import metrics, volume_moments
+
+    rng = np.random.default_rng(7)
+    gt = rng.random((23, 37, 41)) * 3 - 1
+    est = 0.7 * gt + rng.normal(0, 0.3, gt.shape)
+    monkeypatch.setattr(volume_moments, "SLAB_VOXELS", 5 * 37 * 41)  # 5 planes per slab
+    monkeypatch.setattr(metrics, "SSIM_BLOCK", (7, 11, 13))  # many blocks, every face with a halo
+    np.save(tmp_path / "est.npy", est.astype(np.float32))
+    mapped = np.load(tmp_path / "est.npy", mmap_mode="r")
+    scores = scored_metrics(mapped, gt)
+    e = mapped.astype(np.float64)
+    lo, hi = gt.min(), gt.max()
+    g01 = (gt - lo) / (hi - lo)
+    de, dg = e - e.mean(), g01 - g01.mean()
+    a = np.mean(de * dg) / np.mean(de * de)
+    x, y = a * e + (g01.mean() - a * e.mean()), g01
+
+    def blur(v):
+        return gaussian_filter(v, sigma=1.5, truncate=3.5, mode="reflect")
+
+    mu_x, mu_y = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    windowed = np.mean((2 * mu_x * mu_y + 1e-4) * (2 * cxy + 9e-4) / ((mu_x**2 + mu_y**2 + 1e-4) * (vx + vy + 9e-4)))
+    assert scores["ssim"] == pytest.approx(windowed, abs=1e-12)
+    assert scores["fit_a"] == pytest.approx(a, rel=1e-12)
+    assert scores["psnr_db"] == pytest.approx(10 * np.log10(1 / np.mean((x - y) ** 2)), abs=1e-9)
+    assert scores["psnr_paper_db"] == pytest.approx(10 * np.log10(hi / np.mean((e - gt) ** 2)), abs=1e-9)
