@@ -40,19 +40,7 @@ _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 
-
-def high_water_mb():
-    # VmHWM belongs to this process's own address space; ru_maxrss would include the parent's RSS,
-    # which Linux carries over through fork + exec.
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+from bench.harness import vm_hwm_mib as high_water_mb  # VmHWM: ru_maxrss carries the parent's over fork + exec
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import DeconvolveConfig

@@ -139,6 +139,19 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
+def vm_hwm_mib() -> float:
+    """This process's own peak RSS in MiB (Linux ``VmHWM``; unlike ``ru_maxrss`` it does not carry
+    the parent's peak over ``fork`` + ``exec``), else :func:`peak_rss_mb`."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def current_rss_mb() -> float | None:
     """Current resident set size in MiB (Linux ``/proc``), or ``None`` elsewhere."""
     try:
