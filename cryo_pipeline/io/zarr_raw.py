@@ -27,7 +27,9 @@ import zarr
 __all__ = ["ChunkFileReader", "ChunkFileWriter"]
 
 #: Bytes that one more read call costs about as much time as (its Python and syscall overhead,
-#: ~30 µs, at ~4 GB/s from the page cache): a box is read as one span unless that reads more.
+#: ~30 µs, at ~4 GB/s from the page cache): a box is read run by run (no temporary buffer) when
+#: its runs are longer than this, else as one span unless that reads more extra bytes than this
+#: per run.
 _RUN_COST_BYTES = 128 * 1024
 
 
@@ -132,10 +134,11 @@ class ChunkFileReader(_ChunkFiles):
             partial = [d for d, ((lo, hi), c) in enumerate(zip(local, self.chunks, strict=True)) if hi - lo != c]
             k = max(partial, default=0)  # runs: the box's extent along axis k times the full axes after it
             n_runs = int(np.prod([hi - lo for lo, hi in local[:k]]))
-            if span * self._dtype.itemsize <= max(2 * dest.nbytes, n_runs * _RUN_COST_BYTES):
+            extra = (span - dest.size) * self._dtype.itemsize
+            if extra == 0 or (dest.nbytes < n_runs * _RUN_COST_BYTES and extra <= n_runs * _RUN_COST_BYTES):
                 self._read_span(fd, path, first, span, dest)  # one read of the span holding the box
                 return
-            # the box is a thin part of a large span (e.g. a few rows of every z-plane): one read per run
+            # runs are long (their call overhead is small) or the span is mostly other data: one read per run
             for lead in np.ndindex(*(hi - lo for lo, hi in local[:k])):
                 start = [lo + i for (lo, _), i in zip(local[:k], lead, strict=True)] + [local[k][0]]
                 run = dest[lead]
@@ -172,12 +175,13 @@ class ChunkFileWriter(_ChunkFiles):
     ----------
     array : zarr.Array
         Opened for writing. Writers of different boxes may run in parallel (threads or
-        processes): a chunk belongs to one box.
+        processes), one writer object each: a chunk belongs to one box.
     """
 
     def __init__(self, array: zarr.Array) -> None:
         super().__init__(array)
         self._folders: set[Path] = set()
+        self._chunk = np.empty(self.chunks, dtype=self._dtype) if self.raw else None  # reused for every chunk
 
     def write(self, lo: Sequence[int], data: np.ndarray) -> None:
         """``array[lo : lo + data.shape] = data``; the box must start and end on chunk edges (or the array's end)."""
@@ -194,11 +198,9 @@ class ChunkFileWriter(_ChunkFiles):
             piece = data[tuple(slice(k * c - a, min((k + 1) * c, b) - a)
                                for k, c, (a, b) in zip(index, self.chunks, bounds, strict=True))]
             if piece.shape != self.chunks:  # an edge chunk is stored at the full chunk shape
-                full = np.full(self.chunks, self._fill, dtype=self._dtype)
-                full[tuple(slice(0, n) for n in piece.shape)] = piece
-                piece = full
-            self._write_file(self._root / self.array.metadata.encode_chunk_key(index),
-                             np.ascontiguousarray(piece, dtype=self._dtype))
+                self._chunk[...] = self._fill
+            self._chunk[tuple(slice(0, n) for n in piece.shape)] = piece
+            self._write_file(self._root / self.array.metadata.encode_chunk_key(index), self._chunk)
 
     def _write_file(self, path: Path, chunk: np.ndarray) -> None:
         if path.parent not in self._folders:

@@ -35,7 +35,8 @@ from cryo_pipeline.ops.blending import blend_window_1d, tile_origins_1d
 
 __all__ = ["AxisGrid", "Segment", "blend_box", "product_grid"]
 
-#: Axis order of the nested 1-D blends (y outermost: the stitcher sweeps y; x innermost: contiguous).
+#: Axis order of the nested 1-D blends when every axis has overlaps (x innermost: contiguous);
+#: axes with a single segment go outermost (see :func:`_blend_order`).
 BLEND_ORDER = (1, 0, 2)
 
 
@@ -165,6 +166,7 @@ def blend_box(
     axes: Sequence[AxisGrid],
     read: Reader,
     segments: Sequence[Sequence[Segment]] | None = None,
+    scratch_reads: bool = False,
 ) -> np.ndarray:
     """Fill ``out`` with the blend of the box ``[lo, lo + out.shape)``.
 
@@ -179,7 +181,11 @@ def blend_box(
     read : callable
         ``read((a, b, c), box)`` returns tile ``(a, b, c)`` (per-axis tile indices) at the
         tile-local ``box`` (three slices), shape = the box's extents; called only for tiles
-        that cover part of ``out``, once per segment cell.
+        that cover part of ``out``, once per segment cell. With ``scratch_reads`` the returned
+        array is used as scratch space (overwritten): return a writable array whose data no
+        later read needs (a fresh copy, or a cached part read once per cell).
+    scratch_reads : bool
+        See ``read``; saves a scratch buffer and a pass per lerp of the innermost axis.
     segments : three lists of Segment, optional
         ``axes[k].segments(lo[k], hi[k])`` if already computed (e.g. shared by many boxes).
 
@@ -195,9 +201,10 @@ def blend_box(
         segments = [axis.segments(a, a + n) for axis, a, n in zip(axes, lo, out.shape, strict=True)]
     origins = [np.asarray(axis.origins) for axis in axes]
     scratch = _Scratch()
+    order = _blend_order(segments)
 
     def fill(dst: np.ndarray, level: int, tile: list[int], box: list[slice]) -> None:
-        axis = BLEND_ORDER[level]
+        axis = order[level]
         base = lo[axis]
         for seg in segments[axis]:
             where = [slice(None)] * 3
@@ -214,7 +221,8 @@ def blend_box(
                     if k == 0:
                         view[...] = value
                     else:
-                        _lerp_into(view, value, seg.steps[k - 1], axis, scratch.get(level, view.shape))
+                        tmp = value if scratch_reads else scratch.get(level, view.shape)
+                        _lerp_into(view, value, seg.steps[k - 1], axis, tmp)
                 elif k == 0:
                     fill(view, level + 1, tile, box)
                 else:
@@ -224,6 +232,15 @@ def blend_box(
 
     fill(out, 0, [0, 0, 0], [slice(None)] * 3)
     return out
+
+
+def _blend_order(segments: Sequence[Sequence[Segment]]) -> tuple[int, int, int]:
+    """Nesting order: axes with one segment outermost (nothing to split), then y, z, x.
+
+    A CN slab grid (one tile in z and x) thus lerps along y innermost, straight from the reads.
+    """
+    single = [axis for axis in BLEND_ORDER if len(segments[axis]) == 1]
+    return tuple(single + [axis for axis in BLEND_ORDER if axis not in single])  # type: ignore[return-value]
 
 
 def product_grid(origins: np.ndarray, shape_zyx: Sequence[int], tile_zyx: Sequence[int],

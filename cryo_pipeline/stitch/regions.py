@@ -161,7 +161,7 @@ class _BandTiles:
     """The tile parts a band needs (the region's z-planes and columns; the band's rows, or all the
     tile's rows from here on for small tiles, see :func:`_keeps_whole_tiles`), each read once."""
 
-    def __init__(self, layout: TileLayout, region: Region) -> None:
+    def __init__(self, layout: TileLayout, region: Region, band_rows: int) -> None:
         self.layout = layout
         self.region = region
         self.origins = layout.axis_origins()
@@ -170,6 +170,15 @@ class _BandTiles:
         self.whole = _keeps_whole_tiles(layout, region.hi[2] - region.lo[2])
         self.rows = (0, 0)
         self.bytes_read = 0
+        self._arena = np.empty(0, dtype=np.float32)  # per-band parts are carved from one buffer: no malloc churn
+        self._used = 0
+        if not self.whole:
+            (z0, _, x0), (z1, _, x1) = region.lo, region.hi
+            (tz, ty, tx), h = layout.tile, layout.volume_shape[1]
+            band = min(band_rows, h)
+            rows = max(_cover(self.origins[1], ty, y, min(y + band, h)) for y in range(0, h, band))
+            self._arena = np.empty(_cover(self.origins[0], tz, z0, z1) * rows * _cover(self.origins[2], tx, x0, x1),
+                                   dtype=np.float32)
 
     def start_band(self, y0: int, y1: int) -> None:
         """Drop the parts no later band needs; later reads are for rows ``[y0, y1)``."""
@@ -179,6 +188,7 @@ class _BandTiles:
                 del self.parts[key]
         else:
             self.parts.clear()
+            self._used = 0
         self.rows = (y0, y1)
 
     def read(self, abc: tuple[int, int, int], box: tuple[slice, slice, slice]) -> np.ndarray:
@@ -199,7 +209,16 @@ class _BandTiles:
         reader = self.readers.get(store)
         if reader is None:
             reader = self.readers[store] = ChunkFileReader(open_tile_array(self.layout.stores[store]))
-        part = reader.read((slice(local, local + 1), *box))[0]
+        shape = tuple(s.stop - s.start for s in box)
+        size = int(np.prod(shape))
+        if self.whole:
+            part = reader.read((slice(local, local + 1), *box))[0]
+        else:
+            if self._used + size > self._arena.size:  # bands taller than planned: a bigger buffer from here on
+                self._arena, self._used = np.empty(max(size, 2 * self._arena.size), dtype=np.float32), 0
+            part = self._arena[self._used : self._used + size].reshape(shape)
+            self._used += size
+            reader.read((slice(local, local + 1), *box), out=part[None])
         self.bytes_read += part.nbytes
         return part, tuple(s.start for s in box)  # type: ignore[return-value]
 
@@ -255,19 +274,19 @@ def stitch_region(region: Region, layout: TileLayout, outputs: RegionOutputs) ->
     axes = layout.axis_grids()
     seg_z, seg_x = axes[0].segments(z0, z1), axes[2].segments(x0, x1)
     target = None if outputs.zarr_path is None else ChunkFileWriter(zarr.open_array(outputs.zarr_path, mode="r+"))
-    tiles = _BandTiles(layout, region)
+    tiles = _BandTiles(layout, region, outputs.chunks[1])
     band_rows = outputs.chunks[1]
     result = RegionResult(region.index)
     if outputs.seam_steps:
         result.row_steps = np.zeros(layout.volume_shape[1] - 1)
     buffer = np.empty((z1 - z0, min(band_rows, y1 - y0), x1 - x0), dtype=np.float32)
     scratch = np.empty(buffer.shape[1:], dtype=np.float32)
-    previous_row = None
+    previous_row, last_row = None, np.empty((z1 - z0, x1 - x0), dtype=np.float32)
     for b0 in range(y0, y1, band_rows):
         b1 = min(b0 + band_rows, y1)
         tiles.start_band(b0, b1)
         band = buffer[:, : b1 - b0]
-        blend_box(band, (z0, b0, x0), axes=axes, read=tiles.read,
+        blend_box(band, (z0, b0, x0), axes=axes, read=tiles.read, scratch_reads=True,
                   segments=[seg_z, axes[1].segments(b0, b1), seg_x])
         if target is not None:
             target.write((z0, b0, x0), band)
@@ -276,7 +295,7 @@ def stitch_region(region: Region, layout: TileLayout, outputs: RegionOutputs) ->
         _fold_stats(result, band, scratch)
         if result.row_steps is not None:
             _fold_row_steps(result.row_steps, b0, band, previous_row, scratch)
-            previous_row = band[:, -1].copy()
+            previous_row = np.copyto(last_row, band[:, -1]) or last_row
         if outputs.on_block is not None:
             result.block_results.append(outputs.on_block((z0, b0, x0), band))
     log.debug("region %d %s..%s: read %.1f MiB of tiles (pid %d)", region.index, region.lo, region.hi,
