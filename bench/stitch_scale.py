@@ -8,9 +8,10 @@ per tile, 8 group stores). Each *stitch* arm is a fresh subprocess running
 :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` as the ``stitch_tiles`` stage does
 (local threaded run, ``THREADS`` threads, 64³ output chunks, the output Zarr **and** the MRC,
 seam sums for CN); its peak RSS (``VmHWM``) is the worker's peak. The *copy* arm copies the
-same number of bytes from one memory-mapped ``.npy`` file to a new one in 64-plane slabs. The
-arms run interleaved copy, stitch, stitch, copy (``REPEATS`` pairs in all), so a loaded shared
-machine slows both alike; neither arm syncs its output to disk (each output is deleted before
+same number of bytes from one memory-mapped ``.npy`` file to a new one in 64-plane slabs. A
+third arm stitches to the Zarr alone (what this benchmark measured before issue 15). The arms
+run interleaved copy, stitch, zarr, zarr, stitch, copy, so a loaded shared machine slows them
+alike; no arm syncs its output to disk (each output is deleted before
 the next arm). After the last stitch every voxel of the Zarr and of the MRC is compared with
 ``f`` (``max_abs_error``). ``others_busy_cores`` is the CPU other processes used during an arm
 (``/proc/stat``), and the load average is recorded before each arm.
@@ -18,7 +19,7 @@ the next arm). After the last stitch every voxel of the Zarr and of the MRC is c
 Default shapes (zyx): 512 × 2048 × 2048 (8 GiB) for slabs, 256 × 1024 × 1024 (1 GiB; the tile
 stores are 2.4× the volume) for tiles; ``--shape ZxYxX`` sets another; ``--quick``: 64 × 256 × 256.
 The JSON ``params`` hold ``stitch_s``, ``copy_s`` (medians), ``ratio``, ``peak_worker_rss_mib`` and
-``max_abs_error``.
+``max_abs_error`` (and ``stitch_zarr_only_s``, ``ratio_zarr_only``).
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ def _copy(folder: Path, shape: tuple[int, int, int]) -> None:
     del a, b
 
 
-def _stitch(folder: Path, stores: list[Path], seam_steps: bool) -> dict:
+def _stitch(folder: Path, stores: list[Path], seam_steps: bool, mrc: bool) -> dict:
     args = {"stores": [str(p) for p in stores], "out_zarr": str(folder / "out.zarr"),
-            "out_mrc": str(folder / "out.mrc"), "chunk": CHUNK_PX, "threads": THREADS, "seam_steps": seam_steps}
+            "out_mrc": str(folder / "out.mrc") if mrc else None, "chunk": CHUNK_PX, "threads": THREADS, "seam_steps": seam_steps}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True, env=env,
                           timeout=7200)
@@ -186,7 +187,8 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
         del source
         rows.append({"arm": f"write the {len(stores)} tile stores (input)", "wall_s": round(write_s, 2),
                      "GiB_per_s": round(stored_gib / write_s, 3)})
-        order = ["copy", "stitch", "stitch", "copy"] * (REPEATS // 2) + ["copy", "stitch"] * (REPEATS % 2)
+        order = ["copy", "stitch", "zarr", "zarr", "stitch", "copy"] * (REPEATS // 2)
+        order += ["copy", "stitch", "zarr"] * (REPEATS % 2)
         last_stitch = max(i for i, a in enumerate(order) if a == "stitch")
         for i, arm in enumerate(order):
             load = os.getloadavg()[0]
@@ -196,8 +198,9 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
                              "GiB_per_s": round(gib / wall, 3), "others_busy_cores": round(others, 2),
                              "loadavg_1min": round(load, 2)})
             else:
-                child, wall, others = _timed(lambda: _stitch(folder, stores, grid == "slabs"))
-                rows.append({"arm": f"stitch -> Zarr + MRC ({THREADS} threads)", "wall_s": round(child["seconds"], 2),
+                child, wall, others = _timed(lambda: _stitch(folder, stores, grid == "slabs", arm == "stitch"))
+                what = "Zarr + MRC (as the stage)" if arm == "stitch" else "Zarr only"
+                rows.append({"arm": f"{arm} -> {what}, {THREADS} threads", "wall_s": round(child["seconds"], 2),
                              "GiB_per_s": round(gib / child["seconds"], 3), "others_busy_cores": round(others, 2),
                              "loadavg_1min": round(load, 2), "peak_worker_rss_mib": round(child["peak_rss_mib"], 1),
                              "baseline_rss_mib": round(child["baseline_rss_mib"], 1), "n_tasks": child["n_tasks"],
@@ -208,12 +211,15 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     stitch_rows = [r for r in rows if r["arm"].startswith("stitch")]
+    zarr_rows = [r for r in rows if r["arm"].startswith("zarr")]
     copy_rows = [r for r in rows if r["arm"].startswith("copy")]
     stitch_s = statistics.median(r["wall_s"] for r in stitch_rows)
+    zarr_s = statistics.median(r["wall_s"] for r in zarr_rows)
     copy_s = statistics.median(r["wall_s"] for r in copy_rows)
-    peak = max(r["peak_worker_rss_mib"] for r in stitch_rows)
+    peak = max(r["peak_worker_rss_mib"] for r in stitch_rows + zarr_rows)
     summary = {"stitch_s": stitch_s, "copy_s": copy_s, "ratio": round(stitch_s / copy_s, 3),
-               "peak_worker_rss_mib": peak, "max_abs_error": error}
+               "peak_worker_rss_mib": peak, "max_abs_error": error, "stitch_zarr_only_s": zarr_s,
+               "ratio_zarr_only": round(zarr_s / copy_s, 3)}
     grid_text = (f"CN slabs of {SLAB_PX} rows + {HALO_PX} halo (chunks {CHUNK_PX} x window x full width)"
                  if grid == "slabs" else f"CryoGEN tiles {TILE_PX}^3, overlap {OVERLAP_PX}, {N_GROUPS} group stores")
     name = "stitch_scale" if grid == "slabs" else "stitch_scale_tiles"
@@ -227,8 +233,9 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
         rows=rows,
         notes=[f"volume {shape} float32 = {gib:.2f} GiB; {len(stores)} stores, {grid_text}; {stored_gib:.2f} GiB "
                f"stored; output chunks {CHUNK_PX}^3 (Zarr) + MRC, written by the region tasks",
-               f"stitch / copy = {summary['ratio']:.2f} (medians of {len(stitch_rows)} and {len(copy_rows)} "
-               f"interleaved runs); peak worker RSS {peak:.0f} MiB (includes the Python baseline after imports, "
+               f"stitch (Zarr + MRC, as the stage) / copy = {summary['ratio']:.2f}, stitch to the Zarr alone / copy "
+               f"= {summary['ratio_zarr_only']:.2f} (medians of {len(stitch_rows)}, {len(zarr_rows)} and "
+               f"{len(copy_rows)} interleaved runs); peak worker RSS {peak:.0f} MiB (includes the Python baseline after imports, "
                f"~{stitch_rows[0]['baseline_rss_mib']:.0f} MiB); max |error| over every voxel of both outputs "
                f"{error:.3g}",
                "shared machine: see others_busy_cores and loadavg_1min per arm; neither arm syncs to disk"],
