@@ -44,7 +44,8 @@ def _raw_layout(array: zarr.Array) -> tuple[Path, np.dtype] | None:
         codecs = getattr(meta, "codecs", ())
         store = array.store_path.store
         if (meta.zarr_format != 3 or len(codecs) != 1 or not isinstance(codecs[0], BytesCodec)
-                or not isinstance(store, LocalStore) or not isinstance(meta.chunk_grid, RegularChunkGrid)):
+                or not isinstance(store, LocalStore) or not isinstance(meta.chunk_grid, RegularChunkGrid)
+                or not hasattr(os, "preadv")):
             return None
         dtype = np.dtype(array.dtype)
         endian = getattr(codecs[0].endian, "value", codecs[0].endian)

@@ -230,7 +230,10 @@ def blend_box(
                     fill(tmp, level + 1, tile, box)
                     _lerp_into(view, tmp, seg.steps[k - 1], axis, tmp)
 
-    fill(out, 0, [0, 0, 0], [slice(None)] * 3)
+    try:
+        fill(out, 0, [0, 0, 0], [slice(None)] * 3)
+    finally:
+        del fill  # the recursive closure refers to itself: break the cycle so ``read`` (and its buffers) go now
     return out
 
 

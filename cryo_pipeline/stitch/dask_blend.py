@@ -36,7 +36,14 @@ from cryo_pipeline.io.mrc_regions import create_mrc_regions, finish_mrc_regions
 from cryo_pipeline.io.zarr_store import BY_DTYPE, create_volume_zarr
 from cryo_pipeline.ops.blending import as_zyx
 from cryo_pipeline.stitch.layout import TileLayout, read_tile_layout
-from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB, RegionOutputs, RegionResult, plan_regions, stitch_region
+from cryo_pipeline.stitch.regions import (
+    TASK_MEMORY_MIB,
+    RegionOutputs,
+    RegionResult,
+    plan_regions,
+    release_freed_buffers,
+    stitch_region,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ def _run_tasks(fn: Callable[..., RegionResult], jobs: list[tuple], *, client: An
         return results
     from threadpoolctl import threadpool_limits
 
+    release_freed_buffers()  # before the threads start (see its notes)
     with threadpool_limits(limits=1), concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
         try:
