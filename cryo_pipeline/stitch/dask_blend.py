@@ -36,14 +36,8 @@ from cryo_pipeline.io.mrc_regions import create_mrc_regions, finish_mrc_regions
 from cryo_pipeline.io.zarr_store import BY_DTYPE, create_volume_zarr
 from cryo_pipeline.ops.blending import as_zyx
 from cryo_pipeline.stitch.layout import TileLayout, read_tile_layout
-from cryo_pipeline.stitch.regions import (
-    TASK_MEMORY_MIB,
-    RegionOutputs,
-    RegionResult,
-    plan_regions,
-    release_freed_buffers,
-    stitch_region,
-)
+from cryo_pipeline.stitch.cluster import release_freed_buffers
+from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB, RegionOutputs, RegionResult, plan_regions, stitch_region
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,17 @@ bytes (:class:`cryo_pipeline.io.mrc_regions.MrcRegionWriter`), and folds it into
 min, max, Σv, Σv² for the MRC header and, for CN slabs, Σ|v[y+1] − v[y]| per row pair for the
 seam ratio — so nothing reads the volume again after the stitch.
 
-For each band, each tile that meets it is read **once** — its z-planes and columns inside the
-region, its rows inside the band — straight from the tile store's chunk files
-(:class:`cryo_pipeline.io.zarr_raw.ChunkFileReader`: one read per z-plane run, no decoding)
-and dropped after the band; since bands partition the volume, every stored voxel is read once
-in all. Output chunks are written as files the same way (``ChunkFileWriter``).
+Each tile part a task needs — the tile's z-planes and columns inside the region, and its rows
+inside the band (large CN slabs, dropped after the band) or all its rows from the band on
+(small CryoGEN tiles, kept until the sweep has passed them) — is read **once**, straight from
+the tile store's chunk files (:class:`cryo_pipeline.io.zarr_raw.ChunkFileReader`: one read per
+span or row run, no decoding); since the regions and bands partition the volume, every stored
+voxel is read once in all. Output chunks are written as files the same way (``ChunkFileWriter``).
 
 **Block hook** (for a multiscale pyramid, issue 16): ``on_block(lo_zyx, band)`` is called for
 every band a task wrote, in the task, right after writing it; the band starts on multiples of
-the output chunk (even for an even ``chunk_px``), so a 2×-downsampled copy of it is exactly
-that part of the downsampled volume (:func:`cryo_pipeline.ops.binning` style, see the tests).
+the output chunk (even for an even ``chunk_px``), so its 2×2×2-mean-pooled copy is exactly
+that part of the pooled volume (``tests/stitch/test_regions.py`` builds a pyramid level so).
 Whatever the hook returns is collected per task in band order. The band buffer is reused:
 a hook must copy what it keeps.
 """
@@ -38,12 +39,12 @@ from cryo_pipeline.io.mrc_regions import MrcRegionWriter
 from cryo_pipeline.io.tile_store import open_tile_array
 from cryo_pipeline.io.zarr_raw import ChunkFileReader, ChunkFileWriter
 from cryo_pipeline.ops.separable_blend import blend_box
+from cryo_pipeline.stitch.cluster import pin_process_threads, release_freed_buffers
 from cryo_pipeline.stitch.layout import TileLayout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Region", "RegionOutputs", "RegionResult", "plan_regions", "region_memory_bytes", "release_freed_buffers",
-           "stitch_region"]
+__all__ = ["Region", "RegionOutputs", "RegionResult", "plan_regions", "region_memory_bytes", "stitch_region"]
 
 #: Default memory budget of one region task (its tile parts, band and scratch), MiB: full-width
 #: regions (one write per z-plane into the MRC) for CN slabs up to ~3000 columns, CryoGEN tiles up to ~1100.
@@ -224,19 +225,6 @@ class _BandTiles:
         return part, tuple(s.start for s in box)  # type: ignore[return-value]
 
 
-def _pin_process_threads() -> None:
-    """Limit this worker process's BLAS/OpenMP pools to one thread (once)."""
-    if getattr(_pin_process_threads, "done", False):
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
-    except ImportError:  # pragma: no cover - a dependency; distributed's nanny also sets OMP_NUM_THREADS=1
-        pass
-    _pin_process_threads.done = True  # type: ignore[attr-defined]
-
-
 def _fold_stats(result: RegionResult, band: np.ndarray, scratch: np.ndarray) -> None:
     """Add a band's min, max, Σv and Σv² (float32 pairwise per z-plane, float64 across planes)."""
     for plane in band:
@@ -265,33 +253,11 @@ def _fold_row_steps(steps: np.ndarray, y0: int, band: np.ndarray, previous_row: 
             steps[y0 - 1] += float(edge.sum())
 
 
-def release_freed_buffers() -> None:
-    """Make glibc return freed large buffers to the system at once (a fixed 1 MiB mmap threshold).
-
-    A task allocates a few buffers of tens of MiB (band, tile parts) and frees them when it ends.
-    glibc's default *dynamic* mmap threshold rises to 32 MiB after the first such buffer is freed,
-    after which buffers that size come from the heap and stay in the process when freed: a worker
-    that runs many tasks in turn would grow with the number of tasks (measured: 202 MiB after
-    2 tasks, 447 MiB after 8). A fixed threshold keeps every large buffer an ``mmap`` of its own,
-    unmapped when freed, so peak memory is that of the tasks running at once. Once per process;
-    a no-op where the C library is not glibc.
-    """
-    if getattr(release_freed_buffers, "done", False):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
-    release_freed_buffers.done = True  # type: ignore[attr-defined]
-
-
 def stitch_region(region: Region, layout: TileLayout, outputs: RegionOutputs) -> RegionResult:
     """Blend, write and summarise one region (a Dask task; see the module notes)."""
     release_freed_buffers()
     if outputs.pin_threads:
-        _pin_process_threads()
+        pin_process_threads()
     import zarr
 
     (z0, y0, x0), (z1, y1, x1) = region.lo, region.hi
