@@ -214,6 +214,25 @@ class DatasetRow(BaseModel):
         """Whether a tilt series exists (simulated or given), i.e. WBP and CN can run."""
         return self.effective_kind == "tiltseries" or (self.kind == "synthetic" and self.corruption == "tiltseries")
 
+    def tilt_range_matching(self, recorded_deg: tuple[float, float], *, recorded_in: str, fix: str
+                            ) -> tuple[float, float]:
+        """The row's tilt range (the dataset's one source of truth), checked against a copy a file carries.
+
+        Raises
+        ------
+        ValueError
+            ``recorded_deg`` differs (by more than 1e-6°): the message names both ranges,
+            ``recorded_in`` (what carries the copy) and ``fix``.
+        """
+        row = (float(self.tilt_min_deg), float(self.tilt_max_deg))
+        recorded = (float(recorded_deg[0]), float(recorded_deg[1]))
+        if max(abs(a - b) for a, b in zip(row, recorded, strict=True)) > 1e-6:
+            raise ValueError(
+                f"{recorded_in} the tilt range [{recorded[0]:g}, {recorded[1]:g}] deg but dataset {self.dataset}'s "
+                f"row gives tilt_min_deg {row[0]:g}, tilt_max_deg {row[1]:g}; {fix}"
+            )
+        return row
+
     def nominal_angles_deg(self, *, default_step_deg: float, force_step: bool = False) -> np.ndarray:
         """Tilt angles from the sheet's range and step (``default_step_deg`` if the step is empty
         or ``force_step`` is set).

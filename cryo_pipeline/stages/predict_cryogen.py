@@ -31,15 +31,8 @@ _SLAB_Z = 16
 
 def _check_tilt_range(state: dict, model_path: Path, dataset: DatasetRow) -> tuple[float, float]:
     """The row's tilt range (the dataset's one source of truth), which the model must have been trained for."""
-    row_range = (float(dataset.tilt_min_deg), float(dataset.tilt_max_deg))
-    model_range = tuple(float(a) for a in state["tilt_range_deg"])
-    if max(abs(a - b) for a, b in zip(row_range, model_range, strict=True)) > 1e-6:
-        raise ValueError(
-            f"{model_path} was trained for the tilt range [{model_range[0]:g}, {model_range[1]:g}] deg but dataset "
-            f"{dataset.dataset}'s row gives tilt_min_deg {row_range[0]:g}, tilt_max_deg {row_range[1]:g}; "
-            "retrain (rerun train_cryogen) or correct the sheet"
-        )
-    return row_range
+    return dataset.tilt_range_matching(tuple(state["tilt_range_deg"]), recorded_in=f"{model_path} was trained for",
+                                       fix="retrain (rerun train_cryogen) or correct the sheet")
 
 
 def _check_tile(cfg: PredictConfig, model: UNetPlusPlus3d, model_path: Path) -> None:
