@@ -100,10 +100,8 @@ def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, un
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(_command(store, out, RESUME), stdout=subprocess.DEVNULL, stderr=log)
         try:
-            deadline = time.monotonic() + 240
-            while not checkpoint.exists():  # appears by rename: complete once visible
+            while not checkpoint.exists():  # appears by rename: complete once visible (pytest-timeout: a hang)
                 assert proc.poll() is None, (tmp_path / "killed.log").read_text()
-                assert time.monotonic() < deadline, "no checkpoint after 240 s"
                 time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)  # during epoch 2 (an epoch takes ~0.5 s here)
         finally:
