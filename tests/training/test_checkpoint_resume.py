@@ -94,6 +94,7 @@ def _generator(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["generator"]
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, uninterrupted, tmp_path):
     out = tmp_path / "run"
     checkpoint = out / "checkpoints" / "last.pt"
@@ -141,6 +142,7 @@ def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, un
     assert all(torch.equal(final_a["energy"][k], final_b["energy"][k]) for k in final_b["energy"])
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted, tmp_path):
     out = tmp_path / "other"
     shutil.copytree(uninterrupted / "checkpoints", out / "checkpoints")
@@ -151,6 +153,7 @@ def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted
     assert not (out / "model.pt").exists()
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_method_is_refused(store, uninterrupted, tmp_path):
     shutil.copytree(uninterrupted / "checkpoints", tmp_path / "checkpoints")
     with pytest.raises(ValueError, match=r"method: 'cryogen' \(checkpoint\) vs 'isonet'"):
@@ -174,6 +177,7 @@ def test_load_checkpoint_allows_another_device_only(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt", expected_config={})
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_divergence_stops_the_cli_with_the_step_and_writes_no_model(store, tmp_path):
     result = _run(_command(store, tmp_path, {**DIVERGING, "epochs": 2, "steps_per_epoch": 5}))
     line = _error_line(result)

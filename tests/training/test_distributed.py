@@ -67,6 +67,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two torch processes: not in make test-fast
 def test_broadcast_average_and_gather_across_two_processes(tmp_path):
     env = {**ENV, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path)], env={**env, "RANK": str(r),
