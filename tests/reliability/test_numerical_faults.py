@@ -34,7 +34,7 @@ CN = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations
 def _cli(*args: str, cwd: Path) -> str:
     """Run ``cryo-pipeline``; return its one ``error:`` line (exit 2, no traceback)."""
     result = subprocess.run([sys.executable, "-m", "cryo_pipeline.cli.main", "--threads", "1", *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

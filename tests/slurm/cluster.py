@@ -25,6 +25,9 @@ STOP_SCRIPT = HERE / "stop_slurm.sh"
 FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                       "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 _FIELD = re.compile(r"(\w+)=(\S*)")
+# Limits on SLURM client calls and on the start/stop scripts: hang-catchers only, far above what a loaded
+# machine needs (a start may apt-get install the packages first).
+CLIENT_HANG_S, START_HANG_S, STOP_HANG_S = 300, 1200, 300
 
 
 class SlurmUnavailable(RuntimeError):
@@ -93,7 +96,7 @@ class SlurmCluster:
         """The environment for SLURM clients (``/etc/slurm/slurm.conf`` points here as well)."""
         return {**os.environ, "SLURM_CONF": str(self.state_dir / "slurm.conf")}
 
-    def _client(self, *command: str, timeout: float = 20) -> str:
+    def _client(self, *command: str, timeout: float = CLIENT_HANG_S) -> str:
         result = run_with_timeout(list(command), timeout=timeout, env=self.env)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
@@ -155,10 +158,10 @@ class SlurmCluster:
 
     def stop(self) -> subprocess.CompletedProcess:
         """Stop the daemons by their PID files and remove the state directory."""
-        return run_with_timeout(["bash", str(STOP_SCRIPT), str(self.state_dir)], timeout=90)
+        return run_with_timeout(["bash", str(STOP_SCRIPT), str(self.state_dir)], timeout=STOP_HANG_S)
 
 
-def start_slurm_cluster(state_dir: Path, *, timeout: float = 300, partition: str = "debug") -> SlurmCluster:
+def start_slurm_cluster(state_dir: Path, *, timeout: float = START_HANG_S, partition: str = "debug") -> SlurmCluster:
     """Start the cluster in ``state_dir`` (installing the Debian packages if missing).
 
     Raises
@@ -177,6 +180,6 @@ def start_slurm_cluster(state_dir: Path, *, timeout: float = 300, partition: str
         reason = errors[-1].removeprefix("ERROR:").strip() if errors else f"exit status {result.returncode}"
         if result.returncode != 3:  # a real failure: keep what the daemons said, then clean up
             reason += f"\n{result.stdout[-1500:]}{result.stderr[-3000:]}"
-            run_with_timeout(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=90)
+            run_with_timeout(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=STOP_HANG_S)
         raise SlurmUnavailable(f"test SLURM cluster did not start: {reason}")
     return SlurmCluster(state_dir=Path(state_dir), partition=partition, start_seconds=seconds)

@@ -66,7 +66,7 @@ def _command(store: Path, out: Path, cfg: dict, method: str = "cryogen") -> list
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True)
 
 
 def _error_line(result: subprocess.CompletedProcess) -> str:

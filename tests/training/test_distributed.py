@@ -73,7 +73,7 @@ def test_broadcast_average_and_gather_across_two_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path)], env={**env, "RANK": str(r),
                                                                                     "LOCAL_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    outputs = [p.communicate()[0] for p in procs]  # pytest-timeout ends a hang
     assert [p.returncode for p in procs] == [0, 0], outputs
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
     assert r0["group"] == (0, 2, True) and r1["group"] == (1, 2, False)
@@ -129,7 +129,7 @@ def _torchrun(store: Path, out: Path) -> list[str]:
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
