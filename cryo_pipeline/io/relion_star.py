@@ -12,10 +12,11 @@ tomogram, in the column order RELION-5's own reconstruction job writes::
     _rlnAmplitudeContrast #4             fraction
     _rlnMicrographOriginalPixelSize #5   Å, of the tilt series
     _rlnTomoHand #6                      -1 or 1
-    _rlnTomoTiltSeriesPixelSize #7       Å
-    _rlnTomoTiltSeriesStarFile #8        only where the input had one
-    _rlnTomoTomogramBinning #9           tomogram voxel / tilt-series pixel
-    _rlnTomoSizeX #10 … _rlnTomoSizeZ    in unbinned tilt-series pixels, as RELION expects
+    _rlnOpticsGroupName #7
+    _rlnTomoTiltSeriesPixelSize #8       Å
+    _rlnTomoTiltSeriesStarFile #9        only where the input had one
+    _rlnTomoTomogramBinning #10          tomogram voxel / tilt-series pixel
+    _rlnTomoSizeX … _rlnTomoSizeZ        in unbinned tilt-series pixels, as RELION expects
     _rlnTomoReconstructedTomogram        the corrected tomogram (MRC)
 
 A column is written only when every row has a value for it (STAR has no empty
@@ -57,6 +58,7 @@ class RelionTomogram:
     voltage_kv, cs_mm, amplitude_contrast : the CTF parameters, or None when unknown
     hand : ``_rlnTomoHand`` (−1 is what RELION-5 writes for the usual IMOD/AreTomo geometry)
     tilt_series_star : the input's RELION tilt-series STAR file, where there was one
+    optics_group : ``_rlnOpticsGroupName``
     """
 
     name: str
@@ -69,6 +71,7 @@ class RelionTomogram:
     amplitude_contrast: float | None = None
     hand: int = -1
     tilt_series_star: str | None = None
+    optics_group: str = "opticsGroup1"
 
     @property
     def binning(self) -> float:
@@ -85,6 +88,7 @@ class RelionTomogram:
             "rlnAmplitudeContrast": self.amplitude_contrast,
             "rlnMicrographOriginalPixelSize": self.tilt_series_pixel_size_angstrom,
             "rlnTomoHand": self.hand,
+            "rlnOpticsGroupName": self.optics_group,
             "rlnTomoTiltSeriesPixelSize": self.tilt_series_pixel_size_angstrom,
             "rlnTomoTiltSeriesStarFile": self.tilt_series_star,
             "rlnTomoTomogramBinning": self.binning,

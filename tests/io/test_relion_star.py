@@ -22,7 +22,7 @@ def test_tomograms_star_has_relion5_columns_and_unbinned_sizes(tmp_path):
     text = star.read_text()
     assert text.startswith("# version 50001\n\ndata_global\n\nloop_\n_rlnTomoName #1\n")
     assert columns == ["rlnTomoName", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
-                       "rlnMicrographOriginalPixelSize", "rlnTomoHand", "rlnTomoTiltSeriesPixelSize",
+                       "rlnMicrographOriginalPixelSize", "rlnTomoHand", "rlnOpticsGroupName", "rlnTomoTiltSeriesPixelSize",
                        "rlnTomoTiltSeriesStarFile", "rlnTomoTomogramBinning", "rlnTomoSizeX", "rlnTomoSizeY",
                        "rlnTomoSizeZ", "rlnTomoReconstructedTomogram"]
     rows = read_star_loop(star)
