@@ -120,3 +120,28 @@ def test_a_nonzero_x_rotation_in_the_portal_alignment_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"a\.json: per_section_alignment_parameters\[0\] \(z_index 0\): "
                                          r"volume_x_rotation 2\.0 deg is not supported yet"):
         alignment_from_portal_json(tmp_path / "a.json", n_images=1, images_path="ts.mrc")
+
+
+def test_stage_fetch_portal_downloads_to_fixed_names_with_a_record(http_mirror, tmp_path):
+    from cryo_pipeline.stages import fetch_portal
+
+    raw, angles, metadata, _ = _portal_files(np.random.default_rng(4))
+    write_mrc(tmp_path / "raw.mrc", raw, voxel_size_angstrom=13.48)
+    http_mirror.files.update({
+        "/10004/TS_026/TiltSeries/100/TS_026.mrc": (tmp_path / "raw.mrc").read_bytes(),
+        "/10004/TS_026/TiltSeries/100/TS_026.rawtlt": "".join(f"{a:.2f}\n" for a in angles).encode(),
+        "/10004/TS_026/Alignments/100/alignment_metadata.json": json.dumps(metadata).encode()})
+    replay = ReplayPortalClient(RECORDING, rewrite={FILES_HOST: http_mirror.url("")})
+    folder = tmp_path / "resources" / "ts026"
+    paths = fetch_portal.run(source="run:333", data_kind="tiltseries", folder=folder, dataset_name="ts026",
+                             client=replay, progress=False)
+    assert {role: p.name for role, p in paths.items()} == {
+        "source": "tilt_series.mrc", "angles": "angles.tlt", "alignment": "alignment.json"}
+    assert paths["source"].read_bytes() == (tmp_path / "raw.mrc").read_bytes()
+    record = json.loads((folder / "portal.json").read_text())
+    assert record["portal"]["entity_ids"] == {"run": 333, "tiltseries": 120, "alignment": 456}
+    assert [d["role"] for d in record["downloads"]] == ["source", "angles", "alignment"]
+    with pytest.raises(ValueError, match=r"dataset gone: CryoET Data Portal has no run with id 999999"):
+        fetch_portal.run(source="run:999999", data_kind="tiltseries", folder=tmp_path / "x", dataset_name="gone",
+                         client=replay, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -50,3 +50,20 @@ def test_bad_rows_are_one_clear_error(tmp_path, tomograms, match):
     with pytest.raises(ValueError, match=match):
         write_tomograms_star(tmp_path / "t.star", tomograms)
     assert not (tmp_path / "t.star").exists()
+
+
+def test_stage_export_relion_reads_sizes_from_the_volumes_and_ctf_from_the_sheet(tmp_path):
+    import numpy as np
+
+    from cryo_pipeline.config.dataset import DatasetRow
+    from cryo_pipeline.io.mrc import write_mrc
+    from cryo_pipeline.stages import export_relion
+
+    write_mrc(tmp_path / "a.mrc", np.zeros((16, 24, 32), np.float32), voxel_size_angstrom=21.04)
+    row = DatasetRow(dataset="tomo_a", kind="tomogram", source="a.mrc", voxel_size_angstrom=10.52,
+                     tilt_min_deg=-60, tilt_max_deg=60, voltage_kv=300, cs_mm=2.7, defocus_angstrom=30000)
+    export_relion.run(datasets=[row], volumes=[tmp_path / "a.mrc"], out=tmp_path / "tomograms.star")
+    (entry,) = read_star_loop(tmp_path / "tomograms.star")
+    assert entry["rlnTomoName"] == "tomo_a" and float(entry["rlnTomoTomogramBinning"]) == 2.0
+    assert (entry["rlnTomoSizeX"], entry["rlnTomoSizeY"], entry["rlnTomoSizeZ"]) == ("64", "48", "32")
+    assert float(entry["rlnVoltage"]) == 300.0 and float(entry["rlnAmplitudeContrast"]) == 0.07
