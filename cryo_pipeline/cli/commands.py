@@ -523,3 +523,68 @@ COMMANDS.update(
                          _stitch_slabs_args, _stitch_slabs),
     }
 )
+
+
+# --- real data where it lives: align-tilt-series, fetch-portal, export-relion ---------------
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tilt-series", required=True, type=Path, help="raw tilt series MRC (n_images, y, x)")
+    p.add_argument("--angles", default=None, help=".tlt/.rawtlt/.mdoc (optional with an .aln or portal alignment)")
+    p.add_argument("--alignment", default=None, help="IMOD .xf, AreTomo .aln or portal alignment_metadata.json")
+    p.add_argument("--tilt-axis-deg", type=float, default=None,
+                   help="tilt-axis angle in the images, counter-clockwise from y (without an alignment file)")
+    p.add_argument("--voxel-size-angstrom", type=float, default=None, help="overrides the MRC header's pixel size")
+    p.add_argument("--dataset-name", default="", help="the sheet row's dataset, named in error messages")
+    p.add_argument("--out", required=True, type=Path, help="aligned tilt series MRC to write (record beside it)")
+    p.add_argument("--angles-out", required=True, type=Path, help=".tlt of the aligned images to write")
+
+
+def _align(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import align_tilt_series
+
+    align_tilt_series.run(tilt_series_path=args.tilt_series, angles_path=_optional_path(args.angles),
+                          alignment_path=_optional_path(args.alignment), tilt_axis_deg=args.tilt_axis_deg,
+                          voxel_size_angstrom=args.voxel_size_angstrom, dataset_name=args.dataset_name,
+                          out=args.out, angles_out=args.angles_out)
+
+
+def _portal_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True, help="run:<id>, tiltseries:<id> or tomogram:<id>")
+    p.add_argument("--data-kind", required=True, choices=("tiltseries", "tomogram"), help="what to download")
+    p.add_argument("--folder", required=True, type=Path, help="resources/<dataset>: files and portal.json go here")
+    p.add_argument("--dataset-name", default="", help="the sheet row's dataset, named in error messages")
+
+
+def _portal(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import fetch_portal
+
+    fetch_portal.run(source=args.source, data_kind=args.data_kind, folder=args.folder,
+                     dataset_name=args.dataset_name, progress=False)
+
+
+def _relion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-json", action="append", required=True, help="a dataset's sheet row (once per volume)")
+    p.add_argument("--volume", action="append", required=True, type=Path, help="its corrected tomogram MRC")
+    p.add_argument("--out", required=True, type=Path, help="tomograms.star to write")
+
+
+def _relion(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from cryo_pipeline.stages import export_relion
+
+    try:
+        rows = [DatasetRow.model_validate_json(text) for text in args.dataset_json]
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error, source="--dataset-json")) from None
+    export_relion.run(datasets=rows, volumes=args.volume, out=args.out)
+
+
+COMMANDS.update(
+    {
+        "align-tilt-series": ("Raw stack (+ tilt-axis angle or .xf/.aln/portal alignment) -> aligned, axis-on-y "
+                              "tilt series.", _align_args, _align),
+        "fetch-portal": ("Resolve a CryoET Data Portal id and download its files (resumable).", _portal_args,
+                         _portal),
+        "export-relion": ("Write a RELION-5 tomograms.star for corrected tomograms.", _relion_args, _relion),
+    }
+)
