@@ -3,8 +3,6 @@ exit 2 on bad input."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -13,13 +11,7 @@ from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.io.relion_star import read_star_loop
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() reconfigures the root logger
 
 
 def test_align_tilt_series_command(tmp_path, capsys):
