@@ -41,7 +41,8 @@ from cryo_pipeline.ops.pyramid import PYRAMID_TOP_PX, downsample_mean_2x, pyrami
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OME_ZARR_KEY", "create_ome_zarr", "read_ome_zarr", "validate_ome_zarr", "write_ome_zarr"]
+__all__ = ["OME_ZARR_KEY", "OmeZarrBlockWriter", "create_ome_zarr", "read_ome_zarr", "validate_ome_zarr",
+           "write_ome_zarr"]
 
 OME_ZARR_KEY = "cryo_pipeline"
 _CODECS = ({"name": "bytes", "configuration": {"endian": "little"}},
@@ -65,12 +66,17 @@ def create_ome_zarr(
     chunks: Sequence[int] = (64, 64, 64),
     max_top_px: int = PYRAMID_TOP_PX,
     name: str = "volume",
+    halved_chunk_levels: int = 0,
 ) -> list[zarr.Array]:
     """Create an empty OME-Zarr group (metadata and all levels) for a streaming writer (NOT atomic).
 
     Write into the temporary path of :func:`cryo_pipeline.io.atomic.atomic_write_path`;
     fill level 0 and each further level (the 2× block mean of the one above, e.g. by
     region with :func:`cryo_pipeline.ops.pyramid.downsample_mean_2x`).
+
+    ``halved_chunk_levels``: levels ``1..n`` get chunks ``chunks / 2**k`` (so a block of
+    whole level-0 chunks reduces to whole chunks of each of them: one writer per chunk,
+    see :class:`OmeZarrBlockWriter`); the others keep ``chunks``.
 
     Returns
     -------
@@ -85,7 +91,8 @@ def create_ome_zarr(
     shapes = pyramid_shapes(shape_zyx, max_top_px=max_top_px)
     paths = [f"s{k}" for k in range(len(shapes))]
     image = Image.new(
-        array_specs=[_level_spec(shape, chunks) for shape in shapes], paths=paths,
+        array_specs=[_level_spec(shape, [max(1, int(c) // 2**k) for c in chunks] if 0 < k <= halved_chunk_levels
+                                 else chunks) for k, shape in enumerate(shapes)], paths=paths,
         axes=[Axis(name=axis, type="space", unit="angstrom") for axis in "zyx"],
         scales=[[voxel_size_angstrom * 2**k] * 3 for k in range(len(shapes))],
         translations=[[voxel_size_angstrom * pyramid_translation(k)] * 3 for k in range(len(shapes))],
@@ -154,3 +161,47 @@ def read_ome_zarr(path: str | os.PathLike[str], *, level: int = 0) -> tuple[np.n
     scale = next(t.scale for t in dataset.coordinateTransformations if t.type == "scale")
     data = zarr.open_array(str(Path(path) / dataset.path), mode="r")[...]
     return np.asarray(data), tuple(float(s) for s in scale)
+
+
+class OmeZarrBlockWriter:
+    """Fill an OME-Zarr and its pyramid from blocks of whole level-0 chunks, as region tasks produce them.
+
+    Each :meth:`write_block` writes the block to level 0 and its 2× block means to the
+    first ``task_levels`` levels below (whose chunks are halved per level, so the block
+    is whole chunks there too: tasks writing different blocks never share a chunk).
+    :meth:`finish` makes the remaining levels from the last of those, which is at most
+    ``1/8**task_levels`` of the volume: no second pass over the full volume.
+    Blocks must start on multiples of ``chunks`` (a block at the volume's end may be short).
+
+    Use inside :func:`cryo_pipeline.io.atomic.atomic_write_path`, like :func:`create_ome_zarr`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], shape_zyx: Sequence[int], *, voxel_size_angstrom: float,
+                 attributes: Mapping[str, Any] | None = None, chunks: Sequence[int] = (64, 64, 64),
+                 max_top_px: int = PYRAMID_TOP_PX, task_levels: int = 2):
+        self.chunks = tuple(int(c) for c in chunks)
+        n_levels = len(pyramid_shapes(shape_zyx, max_top_px=max_top_px))
+        self.task_levels = min(task_levels, n_levels - 1, int(math.log2(min(self.chunks))))
+        self.path = Path(path)
+        self.levels = create_ome_zarr(path, shape_zyx, voxel_size_angstrom=voxel_size_angstrom,
+                                      attributes=attributes, chunks=chunks, max_top_px=max_top_px,
+                                      halved_chunk_levels=self.task_levels)
+
+    def write_block(self, lo_zyx: Sequence[int], block: np.ndarray) -> None:
+        """Write ``block`` (zyx) at ``lo_zyx`` of level 0 and its means into the task levels."""
+        lo = [int(v) for v in lo_zyx]
+        if any(v % c for v, c in zip(lo, self.chunks, strict=True)):
+            raise ValueError(f"{self.path}: block origin {tuple(lo)} is not on the chunk grid {self.chunks}")
+        data = np.asarray(block, dtype=np.float32)
+        for k in range(self.task_levels + 1):
+            if k:
+                data = downsample_mean_2x(data)
+                lo = [v // 2 for v in lo]
+            self.levels[k][tuple(slice(v, v + n) for v, n in zip(lo, data.shape, strict=True))] = data
+
+    def finish(self) -> None:
+        """Make the levels below the task levels, each from the one above (all in memory: they are small)."""
+        level = None
+        for k in range(self.task_levels + 1, len(self.levels)):
+            level = downsample_mean_2x(self.levels[k - 1][...] if level is None else level)
+            self.levels[k][...] = level

@@ -79,3 +79,28 @@ def test_a_store_without_ngff_metadata_is_one_clear_error(tmp_path, volume):
     with pytest.raises(ValueError, match=r"plain\.zarr: not a valid OME-Zarr 0\.5 image") as err:
         validate_ome_zarr(tmp_path / "plain.zarr")
     assert "\n" not in str(err.value)
+
+
+def test_blocks_from_parallel_tasks_give_the_same_pyramid_as_the_whole_volume(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryo_pipeline.io.atomic import atomic_write_path
+    from cryo_pipeline.io.ome_zarr import OmeZarrBlockWriter
+
+    volume = np.random.default_rng(3).normal(size=(40, 72, 56)).astype(np.float32)
+    write_ome_zarr(tmp_path / "whole.ome.zarr", volume, voxel_size_angstrom=4.0, chunks=(16, 16, 16), max_top_px=8)
+    blocks = [(z, y, x) for z in range(0, 40, 16) for y in range(0, 72, 16) for x in range(0, 56, 32)]
+    np.random.default_rng(0).shuffle(blocks)  # any order, any worker
+    with atomic_write_path(tmp_path / "blocks.ome.zarr") as tmp:
+        writer = OmeZarrBlockWriter(tmp, volume.shape, voxel_size_angstrom=4.0, chunks=(16, 16, 16), max_top_px=8)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda lo: writer.write_block(lo, volume[lo[0]:lo[0] + 16, lo[1]:lo[1] + 16,
+                                                                   lo[2]:lo[2] + 32]), blocks))
+        writer.finish()
+    assert writer.task_levels == 2 and len(writer.levels) == 5
+    for level in range(5):
+        whole, _ = read_ome_zarr(tmp_path / "whole.ome.zarr", level=level)
+        parts, _ = read_ome_zarr(tmp_path / "blocks.ome.zarr", level=level)
+        np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"block origin \(0, 8, 0\) is not on the chunk grid"):
+        writer.write_block((0, 8, 0), volume[:16, 8:24, :16])
