@@ -550,10 +550,7 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tilt-series", required=True, type=Path, help="raw tilt series MRC (n_images, y, x)")
     p.add_argument("--angles", default=None, help=".tlt/.rawtlt/.mdoc (optional with an .aln or portal alignment)")
     p.add_argument("--alignment", default=None, help="IMOD .xf, AreTomo .aln or portal alignment_metadata.json")
-    p.add_argument("--tilt-axis-deg", type=float, default=None,
-                   help="tilt-axis angle in the images, counter-clockwise from y (without an alignment file)")
-    p.add_argument("--voxel-size-angstrom", type=float, default=None, help="overrides the MRC header's pixel size")
-    p.add_argument("--dataset-name", default="", help="the sheet row's dataset, named in error messages")
+    _add_dataset(p)
     p.add_argument("--out", required=True, type=Path, help="aligned tilt series MRC to write (record beside it)")
     p.add_argument("--angles-out", required=True, type=Path, help=".tlt of the aligned images to write")
 
@@ -562,23 +559,20 @@ def _align(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import align_tilt_series
 
     align_tilt_series.run(tilt_series_path=args.tilt_series, angles_path=_optional_path(args.angles),
-                          alignment_path=_optional_path(args.alignment), tilt_axis_deg=args.tilt_axis_deg,
-                          voxel_size_angstrom=args.voxel_size_angstrom, dataset_name=args.dataset_name,
-                          out=args.out, angles_out=args.angles_out)
+                          alignment_path=_optional_path(args.alignment),
+                          dataset=parse_row(args.dataset_json, "align_tilt_series"), out=args.out,
+                          angles_out=args.angles_out)
 
 
 def _portal_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, help="run:<id>, tiltseries:<id> or tomogram:<id>")
-    p.add_argument("--data-kind", required=True, choices=("tiltseries", "tomogram"), help="what to download")
+    _add_dataset(p)
     p.add_argument("--folder", required=True, type=Path, help="resources/<dataset>: files and portal.json go here")
-    p.add_argument("--dataset-name", default="", help="the sheet row's dataset, named in error messages")
 
 
 def _portal(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import fetch_portal
 
-    fetch_portal.run(source=args.source, data_kind=args.data_kind, folder=args.folder,
-                     dataset_name=args.dataset_name, progress=False)
+    fetch_portal.run(dataset=parse_row(args.dataset_json, "fetch_portal"), folder=args.folder, progress=False)
 
 
 def _relion_args(p: argparse.ArgumentParser) -> None:
@@ -588,14 +582,9 @@ def _relion_args(p: argparse.ArgumentParser) -> None:
 
 
 def _relion(args: argparse.Namespace) -> None:
-    from pydantic import ValidationError
-
     from cryo_pipeline.stages import export_relion
 
-    try:
-        rows = [DatasetRow.model_validate_json(text) for text in args.dataset_json]
-    except ValidationError as error:
-        raise ValueError(format_validation_error(error, source="--dataset-json")) from None
+    rows = [parse_row(text, "export_relion") for text in args.dataset_json]
     export_relion.run(datasets=rows, volumes=args.volume, out=args.out)
 
 

@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles, write_tilt_angles
 from cryo_pipeline.io.aretomo_aln import alignment_from_aln
 from cryo_pipeline.io.imod_alignment import alignment_from_xf
 from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
 from cryo_pipeline.io.portal import alignment_from_portal_json
 from cryo_pipeline.ops.image_alignment import TiltAlignment, align_image, quarter_turns
-from cryo_pipeline.stages.outputs import stage_outputs, write_stage_meta
+from cryo_pipeline.io.stage_records import stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +87,26 @@ def _angles_of_kept_views(alignment: TiltAlignment, angles: np.ndarray | None, *
     return angles[np.asarray(alignment.raw_indices)]
 
 
+@reads("align_tilt_series")
 def run(
     *,
     tilt_series_path: Path,
+    dataset: DatasetRow,
     out: Path,
     angles_out: Path,
     angles_path: Path | None = None,
     alignment_path: Path | None = None,
-    tilt_axis_deg: float | None = None,
-    voxel_size_angstrom: float | None = None,
-    dataset_name: str = "",
     meta_out: Path | None = None,
 ) -> TiltAlignment:
     """Align ``tilt_series_path`` and write ``out`` (MRC), ``angles_out`` (.tlt) and ``meta_out`` (JSON).
 
-    ``meta_out`` defaults to ``out`` with suffix ``.json``. Errors from the inputs are
-    re-raised as one line prefixed with the dataset's name.
+    The row gives ``tilt_axis_deg`` and ``voxel_size_angstrom`` (which overrides the
+    header); the files are the rule's inputs. ``meta_out`` defaults to ``out`` with
+    suffix ``.json``. Errors from the inputs are re-raised as one line prefixed with the
+    dataset's name.
     """
+    tilt_axis_deg, dataset_name = dataset.tilt_axis_deg, dataset.dataset
+    voxel_size_angstrom = dataset.voxel_size_angstrom
     tilt_series_path, out, angles_out = Path(tilt_series_path), Path(out), Path(angles_out)
     meta_out = out.with_suffix(".json") if meta_out is None else Path(meta_out)
     angles_path = Path(angles_path) if angles_path else None
@@ -142,10 +147,9 @@ def run(
             "raw_indices": indices.tolist(), "n_raw_images": int(n_images),
             "raw_shape_yx": list(raw.shape[1:]), "aligned_shape_yx": list(shape),
         }
-        write_stage_meta(tmp_meta, stage="align_tilt_series", config=None, dataset=None,
+        write_stage_meta(tmp_meta, stage="align_tilt_series", config=None, dataset=dataset,
                          runtime_s=time.perf_counter() - start,
-                         extra={"dataset_name": dataset_name, "alignment": record,
-                                "tilt_axis_deg": tilt_axis_deg, "voxel_size_angstrom": voxel})
+                         extra={"alignment": record, "tilt_axis_deg": tilt_axis_deg, "voxel_size_angstrom": voxel})
     log.info("aligned %d of %d images of %s (%s) -> %s, rotation %.2f deg", indices.size, n_images,
              tilt_series_path, alignment.source, shape, float(rotations.mean()))
     return alignment

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import view_row
 from cryo_pipeline.io.mrc import read_mrc_header
 from cryo_pipeline.io.relion_star import RelionTomogram, write_tomograms_star
 
@@ -39,6 +40,7 @@ def run(*, datasets: Sequence[DatasetRow], volumes: Sequence[Path], out: Path) -
     """Write ``out`` for ``volumes[i]`` of ``datasets[i]``; return the columns written."""
     if len(datasets) != len(volumes):
         raise ValueError(f"{out}: {len(datasets)} datasets but {len(volumes)} volumes")
-    columns = write_tomograms_star(out, [relion_tomogram(d, Path(v)) for d, v in zip(datasets, volumes, strict=True)])
+    rows = [view_row("export_relion", d) for d in datasets]  # reads only what the rule declares
+    columns = write_tomograms_star(out, [relion_tomogram(d, Path(v)) for d, v in zip(rows, volumes, strict=True)])
     log.info("wrote %s: %d tomogram(s), columns %s", out, len(volumes), ", ".join(columns))
     return columns

@@ -20,16 +20,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from cryo_pipeline.config.dataset import PORTAL_FILES, DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.io.fetch import fetch_url
 from cryo_pipeline.io.portal import resolve_portal_source
-from cryo_pipeline.stages.outputs import write_stage_meta
+from cryo_pipeline.io.stage_records import write_stage_meta
 
 log = logging.getLogger(__name__)
 
-FILE_NAMES = {
-    "tiltseries": {"source": "tilt_series.mrc", "angles": "angles.tlt", "alignment": "alignment.json"},
-    "tomogram": {"source": "tomogram.mrc"},
-}
+FILE_NAMES = PORTAL_FILES  # one home: DatasetRow.portal_files gives the workflow the same names
 RECORD_NAME = "portal.json"
 
 
@@ -40,22 +39,22 @@ def portal_files(folder: str | Path, data_kind: str) -> dict[str, Path]:
     return {role: Path(folder) / name for role, name in FILE_NAMES[data_kind].items()}
 
 
+@reads("fetch_portal")
 def run(
     *,
-    source: str,
-    data_kind: str,
+    dataset: DatasetRow,
     folder: Path,
-    dataset_name: str = "",
     client=None,
     retries: int = 3,
     timeout_s: float = 60.0,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Resolve ``source`` and download its files into ``folder``; return role → path.
+    """Resolve the row's ``source`` and download its ``data_kind`` files into ``folder``; return role → path.
 
     ``client`` defaults to ``cryoet_data_portal.Client()`` (the live portal); tests pass
     a :class:`cryo_pipeline.io.portal_recording.ReplayPortalClient`.
     """
+    source, data_kind, dataset_name = dataset.source, dataset.data_kind, dataset.dataset
     if client is None:
         import cryoet_data_portal
 
@@ -78,9 +77,8 @@ def run(
                           "sha256": result.sha256, "downloaded": result.downloaded,
                           "resumed_from_bytes": result.resumed_from_bytes})
     resolution = asdict(found)
-    write_stage_meta(Path(folder) / RECORD_NAME, stage="fetch_portal", config=None, dataset=None,
-                     runtime_s=time.perf_counter() - start,
-                     extra={"dataset_name": dataset_name, "portal": resolution, "downloads": downloads})
+    write_stage_meta(Path(folder) / RECORD_NAME, stage="fetch_portal", config=None, dataset=dataset,
+                     runtime_s=time.perf_counter() - start, extra={"portal": resolution, "downloads": downloads})
     log.info("dataset %s: portal %s -> run %s (%s), %d file(s)", dataset_name, source, found.run_id, found.run_name,
              len(downloads))
     return targets

@@ -19,11 +19,12 @@ def test_align_tilt_series_command(tmp_path, capsys):
     write_mrc(tmp_path / "raw.mrc", raw, voxel_size_angstrom=2.0)
     (tmp_path / "raw.tlt").write_text("-3\n0\n3\n")
     common = ["align-tilt-series", "--tilt-series", str(tmp_path / "raw.mrc"), "--angles", str(tmp_path / "raw.tlt")]
-    assert main([*common, "--tilt-axis-deg", "90", "--out", str(tmp_path / "a.mrc"),
-                 "--angles-out", str(tmp_path / "a.tlt")]) == 0
+    assert main([*common, "--dataset-json", '{"dataset": "d7", "tilt_axis_deg": 90, "voxel_size_angstrom": null}',
+                 "--out", str(tmp_path / "a.mrc"), "--angles-out", str(tmp_path / "a.tlt")]) == 0
     np.testing.assert_array_equal(read_mrc(tmp_path / "a.mrc").data, np.rot90(raw, 1, axes=(1, 2)))
     assert (tmp_path / "a.json").is_file()
-    status = main([*common, "--alignment", str(tmp_path / "absent.xf"), "--dataset-name", "d7",
+    status = main([*common, "--alignment", str(tmp_path / "absent.xf"),
+                   "--dataset-json", '{"dataset": "d7", "tilt_axis_deg": null, "voxel_size_angstrom": null}',
                    "--out", str(tmp_path / "b.mrc"), "--angles-out", str(tmp_path / "b.tlt")])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 2 and err.startswith("error: dataset d7: ") and "absent.xf" in err
@@ -31,8 +32,8 @@ def test_align_tilt_series_command(tmp_path, capsys):
 
 
 def test_fetch_portal_command_rejects_a_malformed_id(capsys, tmp_path):
-    status = main(["fetch-portal", "--source", "run-333", "--data-kind", "tiltseries", "--folder", str(tmp_path / "r"),
-                   "--dataset-name", "p1"])
+    status = main(["fetch-portal", "--dataset-json", '{"dataset": "p1", "source": "run-333", "data_kind": "tiltseries"}',
+                   "--folder", str(tmp_path / "r")])
     assert status == 2
     assert "error: dataset p1: portal source 'run-333' must be run:<id>" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

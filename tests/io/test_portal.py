@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.io.fetch import fetch_url
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
@@ -133,8 +134,11 @@ def test_stage_fetch_portal_downloads_to_fixed_names_with_a_record(http_mirror, 
         "/10004/TS_026/Alignments/100/alignment_metadata.json": json.dumps(metadata).encode()})
     replay = ReplayPortalClient(RECORDING, rewrite={FILES_HOST: http_mirror.url("")})
     folder = tmp_path / "resources" / "ts026"
-    paths = fetch_portal.run(source="run:333", data_kind="tiltseries", folder=folder, dataset_name="ts026",
-                             client=replay, progress=False)
+    row = DatasetRow(dataset="ts026", kind="portal", source="run:333", data_kind="tiltseries", tilt_min_deg=-60,
+                     tilt_max_deg=60, methods=("wbp",))
+    assert {role: Path(p).name for role, p in row.portal_files().items()} == {
+        "source": "tilt_series.mrc", "angles": "angles.tlt", "alignment": "alignment.json"}
+    paths = fetch_portal.run(dataset=row, folder=folder, client=replay, progress=False)
     assert {role: p.name for role, p in paths.items()} == {
         "source": "tilt_series.mrc", "angles": "angles.tlt", "alignment": "alignment.json"}
     assert paths["source"].read_bytes() == (tmp_path / "raw.mrc").read_bytes()
@@ -142,6 +146,6 @@ def test_stage_fetch_portal_downloads_to_fixed_names_with_a_record(http_mirror, 
     assert record["portal"]["entity_ids"] == {"run": 333, "tiltseries": 120, "alignment": 456}
     assert [d["role"] for d in record["downloads"]] == ["source", "angles", "alignment"]
     with pytest.raises(ValueError, match=r"dataset gone: CryoET Data Portal has no run with id 999999"):
-        fetch_portal.run(source="run:999999", data_kind="tiltseries", folder=tmp_path / "x", dataset_name="gone",
-                         client=replay, progress=False)
+        fetch_portal.run(dataset=row.model_copy(update={"dataset": "gone", "source": "run:999999"}),
+                         folder=tmp_path / "x", client=replay, progress=False)
     assert not (tmp_path / "x").exists()

@@ -89,7 +89,10 @@ def science_config_json(wildcards):
 
 
 def tilt_series_inputs(wildcards):
-    """Tilt series, angles and (synthetic) reference volume for reconstruct_wbp."""
+    """Tilt series, angles and (synthetic) reference volume for reconstruct_wbp and the CN rules.
+
+    A raw tilt series (an alignment, or its axis off y) comes aligned from align_tilt_series.
+    """
     row = _row(wildcards)
     base = f"results/{wildcards.run}/{wildcards.dataset}"
     if row.kind == "synthetic":
@@ -98,7 +101,40 @@ def tilt_series_inputs(wildcards):
             "angles": f"{base}/tilt_series.tlt",
             "reference": f"{base}/ground_truth.mrc",
         }
+    if row.needs_alignment:
+        return {"tilt_series": f"{base}/aligned/tilt_series.mrc", "angles": f"{base}/aligned/tilt_series.tlt"}
     return {"tilt_series": row.source, "angles": row.angles}
+
+
+def raw_tilt_series_inputs(wildcards):
+    """align_tilt_series: the raw stack, and its angles and alignment file where the row has them."""
+    row = _row(wildcards)
+    files = {"tilt_series": row.source, "angles": row.angles, "alignment": row.alignment}
+    return {role: path for role, path in files.items() if path}
+
+
+def optional_input(role):
+    """A params function: the input file ``role`` if the rule has it, else "" (an empty CLI value)."""
+
+    def _value(wildcards, input):
+        return input.get(role, "")
+
+    return _value
+
+
+def portal_datasets(data_kind):
+    """Wildcard constraint of a fetch_portal rule: the sheet's portal rows of ``data_kind``."""
+    names = sorted(n for n, r in DATASETS.items() if r.kind == "portal" and r.data_kind == data_kind)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def portal_row_json(rule):
+    """A params function: the portal row's declared columns as written in the sheet (its id, not the fetched paths)."""
+
+    def _json(wildcards):
+        return row_json(rule, DATASETS[wildcards.dataset])
+
+    return _json
 
 
 def reference_volume(wildcards, input):
