@@ -26,6 +26,7 @@ localrules:
 
 
 rule all:
-    """The run's HTML report (and, through it, every dataset and method of the sheet)."""
+    """The run's HTML report (and, through it, every dataset and method of the sheet), and the RELION-5 hand-off."""
     input:
         f"results/{RUN}/report.html",
+        relion_stars(),

@@ -5,6 +5,7 @@
 localrules:
     fetch_portal_tiltseries,
     fetch_portal_tomogram,
+    export_relion,
 
 
 rule fetch_portal_tiltseries:
@@ -66,4 +67,22 @@ rule align_tilt_series:
         cryo-pipeline align-tilt-series --tilt-series {input.tilt_series:q} --angles={params.angles:q} \
             --alignment={params.alignment:q} --dataset-json {params.dataset:q} \
             --out {output.tilt_series:q} --angles-out {output.angles:q} > {log:q} 2>&1
+        """
+
+
+rule export_relion:
+    """RELION-5 tomograms.star listing every dataset's tomogram corrected by {method}."""
+    input:
+        volumes=relion_volumes,
+    output:
+        star="results/{run}/relion/tomograms_{method}.star",
+    params:
+        rows=relion_arguments,
+    wildcard_constraints:
+        method=wildcard_pattern(CORRECTED_METHODS),
+    log:
+        "logs/{run}/export_relion/{method}.log",
+    shell:
+        """
+        cryo-pipeline export-relion {params.rows} --out {output.star:q} > {log:q} 2>&1
         """

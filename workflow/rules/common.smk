@@ -11,7 +11,14 @@ from pathlib import Path
 
 from cryo_pipeline import __version__
 from cryo_pipeline.config.dataset import FETCH_ROOT
-from cryo_pipeline.config.methods import CORRUPTED, IMPLEMENTED_METHODS, SCORED, TRAINED_METHODS, wildcard_pattern
+from cryo_pipeline.config.methods import (
+    CORRECTED_METHODS,
+    CORRUPTED,
+    IMPLEMENTED_METHODS,
+    SCORED,
+    TRAINED_METHODS,
+    wildcard_pattern,
+)
 from cryo_pipeline.config.pipeline import parse_pipeline_config
 from cryo_pipeline.config.projection import config_json, row_json
 from cryo_pipeline.io.sheet import read_dataset_sheet
@@ -333,3 +340,32 @@ def slab_outputs(wildcards):
         "tiles": [str(slab.tiles) for slab in slabs],
         "meta": [str(slab.record) for slab in slabs],
     }
+
+
+# --- RELION-5 hand-off: one tomograms.star per correcting method --------------------------------
+def _relion_rows(method):
+    return [row for row in DATASETS.values() if method in row.methods]
+
+
+def relion_stars(wildcards=None):
+    """rule all: results/<run>/relion/tomograms_<method>.star for each correcting method the sheet runs."""
+    return [f"results/{RUN}/relion/tomograms_{m}.star" for m in CORRECTED_METHODS if _relion_rows(m)]
+
+
+def relion_volumes(wildcards):
+    """export_relion's inputs: the method's volume of every dataset that runs it."""
+    return [f"results/{wildcards.run}/{row.dataset}/{wildcards.method}/volume.mrc"
+            for row in _relion_rows(wildcards.method)]
+
+
+def relion_arguments(wildcards, input):
+    """--dataset-json/--volume pairs: each dataset's projection for export_relion and its volume."""
+    import shlex
+
+    rows = _relion_rows(wildcards.method)
+    return " ".join(f"--dataset-json {shlex.quote(row_json('export_relion', _row_of(row)))} --volume {shlex.quote(v)}"
+                    for row, v in zip(rows, input.volumes, strict=True))
+
+
+def _row_of(row):
+    return row.with_fetched_paths(FETCH_ROOT)
