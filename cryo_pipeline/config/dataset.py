@@ -132,11 +132,9 @@ class DatasetRow(BaseModel):
         elif self.kind == "portal":
             self._check_portal()
         else:
-            for column in ("data_kind", "sha256"):
+            for column, kinds in (("data_kind", "kinds 'empiar'/'portal'"), ("sha256", "kind 'empiar'")):
                 if getattr(self, column) is not None:
-                    raise ValueError(
-                        f"dataset {name}: column {column} applies to kinds 'empiar'/'portal' only (kind is {self.kind})"
-                    )
+                    raise ValueError(f"dataset {name}: column {column} applies to {kinds} only (kind is {self.kind})")
         self._check_alignment_columns()
         if self.kind == "synthetic":
             if self.corruption is None:

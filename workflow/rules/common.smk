@@ -348,7 +348,7 @@ def _relion_rows(method):
 
 
 def relion_stars(wildcards=None):
-    """rule all: results/<run>/relion/tomograms_<method>.star for each correcting method the sheet runs."""
+    """The targets of all: results/<run>/relion/tomograms_<method>.star per correcting method the sheet runs."""
     return [f"results/{RUN}/relion/tomograms_{m}.star" for m in CORRECTED_METHODS if _relion_rows(m)]
 
 
