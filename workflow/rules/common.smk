@@ -114,9 +114,11 @@ def tilt_series_inputs(wildcards):
 
 
 def raw_tilt_series_inputs(wildcards):
-    """align_tilt_series: the raw stack, and its angles and alignment file where the row has them."""
+    """align_tilt_series: the raw stack, its angles and alignment file where the row has them (+ an IMOD .xtilt)."""
     row = _row(wildcards)
     files = {"tilt_series": row.source, "angles": row.angles, "alignment": row.alignment}
+    if row.alignment and row.alignment.lower().endswith(".xf") and Path(row.alignment).with_suffix(".xtilt").is_file():
+        files["xtilt"] = str(Path(row.alignment).with_suffix(".xtilt"))  # read by the stage beside the .xf
     return {role: path for role, path in files.items() if path}
 
 
