@@ -18,9 +18,10 @@ from cryo_pipeline.config.stages import PredictConfig
 from cryo_pipeline.inference.tile_groups import group_tile_origins, predict_tile_group
 from cryo_pipeline.inference.tiled import predict_tiled_to_zarr
 from cryo_pipeline.io.model_files import load_generator_file
-from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
+from cryo_pipeline.io.mrc import read_mrc_memmap
 from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import create_tile_store
+from cryo_pipeline.io.volume_outputs import copy_zarr_to_mrc_and_ome_zarr, ome_zarr_path_for
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.models import UNetPlusPlus3d
 from cryo_pipeline.training.devices import resolve_device
@@ -61,7 +62,8 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
         check_prediction_memory(cfg, free_cuda_bytes(device), **state["architecture"])
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
     start = time.perf_counter()
-    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
+    with stage_outputs(out_zarr, out, ome_zarr_path_for(out), meta_path_for(out)) as (
+            tmp_zarr, tmp_mrc, tmp_ome, tmp_meta):
         predict_tiled_to_zarr(
             tomogram, model, tmp_zarr, voxel_size_angstrom=voxel_size, tile_px=cfg.tile_px,
             overlap_px=cfg.overlap_px, batch_size=cfg.batch_size, device=device,
@@ -70,10 +72,9 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
         )
         predict_s = time.perf_counter() - start
         corrected = open_volume_zarr(tmp_zarr)
-        with open_mrc_for_writing(tmp_mrc, corrected.shape, voxel_size_angstrom=voxel_size,
-                                  labels=[f"cryo_pipeline {state['method']} prediction"]) as target:
-            for z in range(0, corrected.shape[0], _SLAB_Z):
-                target[z : z + _SLAB_Z] = corrected[z : z + _SLAB_Z]
+        copy_zarr_to_mrc_and_ome_zarr(corrected, tmp_mrc, tmp_ome, voxel_size_angstrom=voxel_size, step_z=_SLAB_Z,
+                                      labels=[f"cryo_pipeline {state['method']} prediction"],
+                                      attributes={"stage": "predict_cryogen", "method": state["method"]})
         train_s = float(read_stage_meta(meta_path_for(Path(model_path))).get("runtime_s", 0.0))
         log.info("%s prediction of %s %s in %.1f s (training took %.1f s)", state["method"], dataset.dataset,
                  tuple(corrected.shape), predict_s, train_s)
