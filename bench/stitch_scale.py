@@ -4,22 +4,29 @@ Tile stores hold exact crops of a seeded smooth field ``f(z, y, x)`` under ``$TM
 afterwards): ``stitch_scale`` — CN slabs (``plan_slabs(h, slab_px=64, halo_px=8)``: windows of
 80 rows, chunks 64 × 80 × full width, uncompressed, as ``fit_slab`` writes them, one store per
 slab); ``stitch_scale_tiles`` — the CryoGEN inference grid (64³ tiles, overlap 16, one chunk
-per tile, 8 group stores). Each *stitch* arm is a fresh subprocess running
-:func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` as the ``stitch_tiles`` stage does
-(local threaded run, ``THREADS`` threads, 64³ output chunks, the output Zarr **and** the MRC,
-seam sums for CN); its peak RSS (``VmHWM``) is the worker's peak. The *copy* arm copies the
-same number of bytes from one memory-mapped ``.npy`` file to a new one in 64-plane slabs. A
-third arm stitches to the Zarr alone (what this benchmark measured before issue 15). The arms
-run interleaved copy, stitch, zarr, zarr, stitch, copy, so a loaded shared machine slows them
-alike; no arm syncs its output to disk (each output is deleted before
-the next arm). After the last stitch every voxel of the Zarr and of the MRC is compared with
-``f`` (``max_abs_error``). ``others_busy_cores`` is the CPU other processes used during an arm
+per tile, 8 group stores). Every stitch arm is a fresh subprocess on ``THREADS`` threads with
+64³ output chunks; its peak RSS (``VmHWM``, the interpreter included) is the worker's peak:
+
+* ``stitch``: :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores` to the output Zarr,
+  the tasks returning the MRC header sums and (CN) the seam row steps — the stitch itself,
+  what this benchmark timed before issue 15 (1223 s for 8 GiB);
+* ``stitch + MRC``: the same, also writing the MRC from the tasks;
+* ``stage``: :func:`cryo_pipeline.stages.stitch_tiles.run` as the rules run it — Zarr, MRC,
+  ``volume.ome.zarr`` with its pyramid (the tasks' block hook) and the record.
+
+The *copy* arm copies the same number of bytes (one volume) from one memory-mapped ``.npy``
+file to a new one in 64-plane slabs. The arms run interleaved (copy, stitch, stitch + MRC,
+stage, then the reverse), so a loaded shared machine slows them alike; no arm syncs its output
+to disk (each output is deleted before the next arm). Every voxel of the last ``stitch`` arm's
+Zarr and of the last ``stage`` arm's Zarr, MRC and OME-Zarr level 0 is compared with ``f``
+(``max_abs_error``). ``others_busy_cores`` is the CPU other processes used during an arm
 (``/proc/stat``), and the load average is recorded before each arm.
 
 Default shapes (zyx): 512 × 2048 × 2048 (8 GiB) for slabs, 256 × 1024 × 1024 (1 GiB; the tile
-stores are 2.4× the volume) for tiles; ``--shape ZxYxX`` sets another; ``--quick``: 64 × 256 × 256.
-The JSON ``params`` hold ``stitch_s``, ``copy_s`` (medians), ``ratio``, ``peak_worker_rss_mib`` and
-``max_abs_error`` (and ``stitch_zarr_only_s``, ``ratio_zarr_only``).
+stores are 2.2× the volume) for tiles; ``--shape ZxYxX`` sets another; ``--quick``: 64 × 256 × 256.
+The JSON ``params`` hold ``stitch_s``, ``copy_s`` (medians), ``ratio`` (stitch / copy),
+``peak_worker_rss_mib`` (over every stitch arm) and ``max_abs_error``, and ``stitch_mrc_s``,
+``ratio_mrc``, ``stage_s``, ``ratio_stage``.
 """
 
 from __future__ import annotations
@@ -48,19 +55,31 @@ QUICK_SHAPE = (64, 256, 256)
 
 _CHILD = r"""
 import json, sys, time
+from pathlib import Path
 
 from bench.harness import vm_hwm_mib as high_water_mib
-from cryo_pipeline.stitch.dask_blend import stitch_tile_stores
+from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
+from cryo_pipeline.stitch.regions import plan_regions
 
 args = json.loads(sys.argv[1])
 baseline = high_water_mib()
 start = time.perf_counter()
-summary = stitch_tile_stores(args["stores"], args["out_zarr"], out_mrc=args["out_mrc"], chunks=(args["chunk"],) * 3,
-                             threads=args["threads"], seam_steps=args["seam_steps"])
+if args["arm"] == "stage":
+    from cryo_pipeline.config.stages import StitchConfig
+    from cryo_pipeline.stages import stitch_tiles
+
+    stitch_tiles.run(tile_stores=[Path(p) for p in args["stores"]], out=Path(args["out_mrc"]),
+                     out_zarr=Path(args["out_zarr"]), threads=args["threads"], cfg=StitchConfig(chunk_px=args["chunk"]))
+    n_tasks = len(plan_regions(read_tile_layout(args["stores"]), (args["chunk"],) * 3))
+else:
+    n_tasks = stitch_tile_stores(args["stores"], args["out_zarr"], out_mrc=args["out_mrc"], chunks=(args["chunk"],) * 3,
+                                 threads=args["threads"], seam_steps=args["seam_steps"]).n_tasks
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "peak_rss_mib": high_water_mib(), "baseline_rss_mib": baseline,
-                  "n_tasks": summary.n_tasks, "mean": summary.mean, "rms": summary.rms}))
+                  "n_tasks": n_tasks}))
 """
+ARMS = {"stitch": "stitch -> Zarr (+ header and seam sums)", "mrc": "stitch -> Zarr + MRC",
+        "stage": "stage: Zarr + MRC + OME-Zarr + record"}
 
 
 def _field(z: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -139,9 +158,10 @@ def _copy(folder: Path, shape: tuple[int, int, int]) -> None:
     del a, b
 
 
-def _stitch(folder: Path, stores: list[Path], seam_steps: bool, mrc: bool) -> dict:
-    args = {"stores": [str(p) for p in stores], "out_zarr": str(folder / "out.zarr"),
-            "out_mrc": str(folder / "out.mrc") if mrc else None, "chunk": CHUNK_PX, "threads": THREADS, "seam_steps": seam_steps}
+def _stitch(folder: Path, stores: list[Path], seam_steps: bool, arm: str) -> dict:
+    args = {"stores": [str(p) for p in stores], "out_zarr": str(folder / "out.zarr"), "arm": arm,
+            "out_mrc": str(folder / "out.mrc") if arm != "stitch" else None, "chunk": CHUNK_PX, "threads": THREADS,
+            "seam_steps": seam_steps}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True, env=env,
                           timeout=7200)
@@ -150,25 +170,31 @@ def _stitch(folder: Path, stores: list[Path], seam_steps: bool, mrc: bool) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _max_error(folder: Path, shape: tuple[int, int, int]) -> float:
-    """Max |output − f| over every voxel of the Zarr and of the MRC, 8 planes at a time."""
+def _max_error(folder: Path, shape: tuple[int, int, int], arm: str) -> float:
+    """Max |output − f| over every voxel of the arm's outputs (Zarr; MRC and OME-Zarr level 0), 8 planes at a time."""
+    import zarr
+
     from cryo_pipeline.io.mrc import read_mrc_memmap
     from cryo_pipeline.io.zarr_store import open_volume_zarr
     from cryo_pipeline.ops.blending import release_pages
 
-    volume = open_volume_zarr(folder / "out.zarr")
-    mrc, _ = read_mrc_memmap(folder / "out.mrc")
+    outputs = [open_volume_zarr(folder / "out.zarr")]
+    if arm != "stitch":
+        outputs.append(read_mrc_memmap(folder / "out.mrc")[0])
+    if arm == "stage":
+        outputs.append(zarr.open_array(str(folder / "out.ome.zarr" / "s0"), mode="r"))
     worst = 0.0
     for z0 in range(0, shape[0], 8):
         expected = _box_field((z0, 0, 0), (min(8, shape[0] - z0), shape[1], shape[2]))
-        worst = max(worst, float(np.abs(volume[z0 : z0 + 8] - expected).max()),
-                    float(np.abs(mrc[z0 : z0 + 8] - expected).max()))
-        release_pages(mrc)
+        for output in outputs:
+            worst = max(worst, float(np.abs(output[z0 : z0 + 8] - expected).max()))
+        if arm != "stitch":
+            release_pages(outputs[1])
     return worst
 
 
 def _remove_outputs(folder: Path) -> None:
-    for name in ("out.zarr", "out.mrc", "copy.npy"):
+    for name in ("out.zarr", "out.mrc", "out.ome.zarr", "out.json", "copy.npy"):
         path = folder / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -187,9 +213,10 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
         del source
         rows.append({"arm": f"write the {len(stores)} tile stores (input)", "wall_s": round(write_s, 2),
                      "GiB_per_s": round(stored_gib / write_s, 3)})
-        order = ["copy", "stitch", "zarr", "zarr", "stitch", "copy"] * (REPEATS // 2)
-        order += ["copy", "stitch", "zarr"] * (REPEATS % 2)
-        last_stitch = max(i for i, a in enumerate(order) if a == "stitch")
+        forward = ["copy", "stitch", "mrc", "stage"]
+        order = (forward + forward[::-1]) * (REPEATS // 2) + forward * (REPEATS % 2)
+        last = {arm: max(i for i, a in enumerate(order) if a == arm) for arm in ARMS}
+        errors = []
         for i, arm in enumerate(order):
             load = os.getloadavg()[0]
             if arm == "copy":
@@ -198,28 +225,30 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
                              "GiB_per_s": round(gib / wall, 3), "others_busy_cores": round(others, 2),
                              "loadavg_1min": round(load, 2)})
             else:
-                child, wall, others = _timed(lambda: _stitch(folder, stores, grid == "slabs", arm == "stitch"))
-                what = "Zarr + MRC (as the stage)" if arm == "stitch" else "Zarr only"
-                rows.append({"arm": f"{arm} -> {what}, {THREADS} threads", "wall_s": round(child["seconds"], 2),
+                child, wall, others = _timed(lambda: _stitch(folder, stores, grid == "slabs", arm))
+                rows.append({"arm": f"{ARMS[arm]}, {THREADS} threads", "wall_s": round(child["seconds"], 2),
                              "GiB_per_s": round(gib / child["seconds"], 3), "others_busy_cores": round(others, 2),
                              "loadavg_1min": round(load, 2), "peak_worker_rss_mib": round(child["peak_rss_mib"], 1),
                              "baseline_rss_mib": round(child["baseline_rss_mib"], 1), "n_tasks": child["n_tasks"],
                              "process_wall_s": round(wall, 2)})
-            if i == last_stitch:
-                error = _max_error(folder, shape)
+            if arm in ("stitch", "stage") and i == last[arm]:
+                errors.append(_max_error(folder, shape, arm))
             _remove_outputs(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    stitch_rows = [r for r in rows if r["arm"].startswith("stitch")]
-    zarr_rows = [r for r in rows if r["arm"].startswith("zarr")]
-    copy_rows = [r for r in rows if r["arm"].startswith("copy")]
-    stitch_s = statistics.median(r["wall_s"] for r in stitch_rows)
-    zarr_s = statistics.median(r["wall_s"] for r in zarr_rows)
-    copy_s = statistics.median(r["wall_s"] for r in copy_rows)
-    peak = max(r["peak_worker_rss_mib"] for r in stitch_rows + zarr_rows)
-    summary = {"stitch_s": stitch_s, "copy_s": copy_s, "ratio": round(stitch_s / copy_s, 3),
-               "peak_worker_rss_mib": peak, "max_abs_error": error, "stitch_zarr_only_s": zarr_s,
-               "ratio_zarr_only": round(zarr_s / copy_s, 3)}
+    by_arm = {arm: [r for r in rows if r["arm"].startswith(text)] for arm, text in
+              [("copy", "copy"), *[(a, t) for a, t in ARMS.items()]]}
+    median = {arm: statistics.median(r["wall_s"] for r in arm_rows) for arm, arm_rows in by_arm.items()}
+    stitch_rows = by_arm["stitch"] + by_arm["mrc"] + by_arm["stage"]
+    peak = max(r["peak_worker_rss_mib"] for r in stitch_rows)
+    error = max(errors)
+    copy_s = median["copy"]
+    summary = {"stitch_s": median["stitch"], "copy_s": copy_s, "ratio": round(median["stitch"] / copy_s, 3),
+               "peak_worker_rss_mib": peak, "max_abs_error": error, "stitch_mrc_s": median["mrc"],
+               "ratio_mrc": round(median["mrc"] / copy_s, 3), "stage_s": median["stage"],
+               "ratio_stage": round(median["stage"] / copy_s, 3),
+               "peak_stage_rss_mib": max(r["peak_worker_rss_mib"] for r in by_arm["stage"]),
+               "loadavg_1min_mean": round(statistics.mean(r["loadavg_1min"] for r in rows if "loadavg_1min" in r), 2)}
     grid_text = (f"CN slabs of {SLAB_PX} rows + {HALO_PX} halo (chunks {CHUNK_PX} x window x full width)"
                  if grid == "slabs" else f"CryoGEN tiles {TILE_PX}^3, overlap {OVERLAP_PX}, {N_GROUPS} group stores")
     name = "stitch_scale" if grid == "slabs" else "stitch_scale_tiles"
@@ -232,23 +261,24 @@ def _run(grid: str, quick: bool, shape: tuple[int, int, int] | None) -> BenchRes
                 "cpu_count": os.cpu_count(), **summary},
         rows=rows,
         notes=[f"volume {shape} float32 = {gib:.2f} GiB; {len(stores)} stores, {grid_text}; {stored_gib:.2f} GiB "
-               f"stored; output chunks {CHUNK_PX}^3 (Zarr) + MRC, written by the region tasks",
-               f"stitch (Zarr + MRC, as the stage) / copy = {summary['ratio']:.2f}, stitch to the Zarr alone / copy "
-               f"= {summary['ratio_zarr_only']:.2f} (medians of {len(stitch_rows)}, {len(zarr_rows)} and "
-               f"{len(copy_rows)} interleaved runs); peak worker RSS {peak:.0f} MiB (includes the Python baseline after imports, "
-               f"~{stitch_rows[0]['baseline_rss_mib']:.0f} MiB); max |error| over every voxel of both outputs "
-               f"{error:.3g}",
-               "shared machine: see others_busy_cores and loadavg_1min per arm; neither arm syncs to disk"],
+               f"stored; output chunks {CHUNK_PX}^3, every output written by the region tasks",
+               f"stitch / copy = {summary['ratio']:.2f}; stitch + MRC / copy = {summary['ratio_mrc']:.2f}; the stage "
+               f"(Zarr + MRC + OME-Zarr) / copy = {summary['ratio_stage']:.2f} (medians of {len(by_arm['stitch'])} "
+               f"runs per arm, interleaved); peak worker RSS {peak:.0f} MiB over every stitch arm (the interpreter "
+               f"after imports is ~{stitch_rows[0]['baseline_rss_mib']:.0f} MiB of it); max |error| over every voxel "
+               f"of every output checked {error:.3g}",
+               f"shared machine: mean 1-min load average {summary['loadavg_1min_mean']} (2 cores); see "
+               "others_busy_cores and loadavg_1min per arm; no arm syncs to disk"],
     )
 
 
 @register("stitch_scale")
 def run(*, quick: bool = False, shape: tuple[int, int, int] | None = None) -> BenchResult:
-    """CN slab stitch (Zarr + MRC) vs a memmap copy of the same bytes, interleaved; peak RSS; every voxel checked."""
+    """CN slab stitch (and the stage's outputs) vs a memmap copy of the same bytes, interleaved; peak RSS; every voxel."""
     return _run("slabs", quick, shape)
 
 
 @register("stitch_scale_tiles")
 def run_tiles(*, quick: bool = False, shape: tuple[int, int, int] | None = None) -> BenchResult:
-    """CryoGEN 3-D tile-grid stitch (Zarr + MRC) vs a memmap copy of the same bytes, interleaved."""
+    """CryoGEN 3-D tile-grid stitch (and the stage's outputs) vs a memmap copy of the same bytes, interleaved."""
     return _run("tiles", quick, shape)

@@ -1,21 +1,23 @@
-"""Stage ``stitch_tiles``: blend the tile stores of parallel jobs → Zarr, MRC and a record, in one pass.
+"""Stage ``stitch_tiles``: blend the tile stores of parallel jobs → Zarr, MRC, OME-Zarr and a record, in one pass.
 
 Used by rule ``stitch_cryogen`` (after N ``predict_cryogen_tiles`` jobs) and by rule
 ``stitch_slabs`` (after the CN ``fit_slab`` jobs): the stores come from :mod:`cryo_pipeline.io.tile_store`,
 the blending from :func:`cryo_pipeline.stitch.dask_blend.stitch_tile_stores`, run by a pool of
 ``threads`` threads in this process (or on a running Dask scheduler / SLURM worker jobs, see
-``stitch.cluster``). Its region tasks write the Zarr and the MRC together and return the MRC
-header's statistics and, when the stores carry ``slab_boundaries_y`` (CN slabs), the row steps
-of the ``seam_ratio`` (:func:`cryo_pipeline.ops.slabs.seam_ratio`): nothing reads the volume
-again afterwards. The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr,
-MRC, ``.json`` record), so ``evaluate`` cannot tell the two apart.
+``execution.stitch_cluster``). Its region tasks write the Zarr, the MRC and — through the block
+hook — the ``volume.ome.zarr`` and its pyramid (:class:`cryo_pipeline.io.volume_outputs.OmeZarrBands`)
+together, and return the MRC header's statistics and, when the stores carry ``slab_boundaries_y``
+(CN slabs), the row steps of the ``seam_ratio`` (:func:`cryo_pipeline.ops.slabs.seam_ratio`):
+nothing reads the volume again afterwards. The outputs are the same as a single
+``predict_cryogen`` job's (volume Zarr, MRC, OME-Zarr, ``.json`` record), so ``evaluate``
+cannot tell the two apart.
 
 Runtime in the record: the groups run in parallel, so
 ``runtime_s = train_s + max over groups of predict_s + stitch_s``, where ``train_s``
 is the training time the groups read from the model's record, ``predict_s`` each
 group's prediction time (a record without ``predict_s``, e.g. a CN slab, counts with its
 ``runtime_s`` and ``train_s = 0``) and ``stitch_s`` this stage's cluster start-up (if any) and
-blending, which writes both outputs.
+blending, which writes every output.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.execution import ExecutionConfig
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import StitchConfig
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import open_tile_store
+from cryo_pipeline.io.volume_outputs import OmeZarrBands, ome_zarr_path_for
 from cryo_pipeline.ops.slabs import seam_ratio
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.stitch.cluster import start_cluster
 from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
 from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB
@@ -54,6 +58,7 @@ def _timing(records: list[dict]) -> tuple[float, float]:
     return train_s, parallel_s
 
 
+@reads("stitch_slabs")
 def run(
     *,
     tile_stores: Sequence[Path],
@@ -64,6 +69,7 @@ def run(
     meta_paths: Sequence[Path] = (),
     memory_limit_mb: int | None = None,
     cfg: StitchConfig | None = None,
+    execution: ExecutionConfig | None = None,
 ) -> None:
     """Stitch ``tile_stores`` into ``out_zarr`` and ``out`` (MRC), with the record ``out`` → ``.json``.
 
@@ -83,23 +89,30 @@ def run(
         Memory of the job in MB: bounds the memory budget of each of the ``threads`` region
         tasks (None = the default budget, :data:`cryo_pipeline.stitch.regions.TASK_MEMORY_MIB`).
     cfg : StitchConfig, optional
-        Output chunk size and cluster kind (a ``scheduler_address`` there wins over the
-        argument's); default: 64³ chunks, run locally.
+        Output chunk size; default: 64³ chunks.
+    execution : ExecutionConfig, optional
+        Where the tasks run (``stitch_cluster``, ``stitch_slurm_*``; a ``stitch_scheduler_address``
+        there wins over the argument's); default: local threads.
     """
     cfg = cfg or StitchConfig()
+    execution = execution or ExecutionConfig()
     records = _records(meta_paths)
-    read_tile_layout(tile_stores)  # fail on missing / duplicated tiles before starting a cluster
+    layout = read_tile_layout(tile_stores)  # fail on missing / duplicated tiles before starting a cluster
     boundaries = open_tile_store(tile_stores[0])[1].get("slab_boundaries_y")
     first = records[0] if records else {}
     method = first.get("method", "stitched")
     start = time.perf_counter()
-    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
-        with start_cluster(**_cluster_options(cfg, threads, memory_limit_mb, scheduler_address)) as client:
-            summary = stitch_tile_stores(tile_stores, tmp_zarr, client=client, threads=threads,
-                                         chunks=(cfg.chunk_px,) * 3, out_mrc=tmp_mrc,
-                                         mrc_labels=[f"cryo_pipeline {method} prediction, stitched"],
-                                         seam_steps=bool(boundaries),
+    with stage_outputs(out_zarr, out, ome_zarr_path_for(out), meta_path_for(out)) as (
+            tmp_zarr, tmp_mrc, tmp_ome, tmp_meta):
+        chunks = tuple(min(cfg.chunk_px, n) for n in layout.volume_shape)
+        ome = OmeZarrBands(tmp_ome, layout.volume_shape, voxel_size_angstrom=layout.voxel_size_angstrom,
+                           chunks=chunks, attributes={"stage": "stitch_tiles", "method": method})
+        with start_cluster(**_cluster_options(execution, threads, memory_limit_mb, scheduler_address)) as client:
+            summary = stitch_tile_stores(tile_stores, tmp_zarr, client=client, threads=threads, chunks=chunks,
+                                         out_mrc=tmp_mrc, mrc_labels=[f"cryo_pipeline {method} prediction, stitched"],
+                                         seam_steps=bool(boundaries), on_block=ome,
                                          memory_mib=_task_memory_mib(memory_limit_mb, threads))
+        ome.finish()
         seams = {}
         if boundaries:
             seams = {"seam_ratio": seam_ratio(summary.row_step_means, boundaries),
@@ -109,16 +122,18 @@ def run(
         train_s, parallel_s = _timing(records)
         devices = [str(r.get("device", "cpu")) for r in records]
         device = next((d for d in devices if d.startswith("cuda")), devices[0] if devices else "cpu")
-        dataset = DatasetRow.model_validate(first["dataset"]) if first.get("dataset") else None
+        dataset = first.get("dataset") or None  # the sheet columns the groups' stage read
         log.info("stitched %d tile stores of %s: %s in %.1f s (slowest group %.1f s, training %.1f s)",
-                 len(tile_stores), dataset.dataset if dataset else "?", summary.shape, stitch_s, parallel_s, train_s)
+                 len(tile_stores), dataset.get("dataset", "?") if dataset else "?", summary.shape, stitch_s,
+                 parallel_s, train_s)
         write_stage_meta(tmp_meta, stage="stitch_tiles", config=None, dataset=dataset,
                          runtime_s=train_s + parallel_s + stitch_s, device=device,
                          extra={"method": method, "config": first.get("config", {}), "train_s": train_s,
                                 "predict_s": parallel_s, "stitch_s": stitch_s, "n_groups": len(tile_stores),
                                 "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
                                 "tile_stores": [str(p) for p in tile_stores], "model": first.get("model"),
-                                "stitch": cfg.model_dump(mode="json"), **seams})
+                                "stitch": cfg.model_dump(mode="json"),
+                                "execution": execution.model_dump(mode="json"), **seams})
 
 
 def _task_memory_mib(memory_limit_mb: int | None, threads: int) -> float:
@@ -128,14 +143,16 @@ def _task_memory_mib(memory_limit_mb: int | None, threads: int) -> float:
     return max(16.0, min(TASK_MEMORY_MIB, memory_limit_mb * 1e6 / 2**20 / max(1, threads) / 2))
 
 
-def _cluster_options(cfg: StitchConfig, threads: int, memory_limit_mb: int | None,
+def _cluster_options(execution: ExecutionConfig, threads: int, memory_limit_mb: int | None,
                      scheduler_address: str | None) -> dict:
-    """Keyword arguments of :func:`~cryo_pipeline.stitch.cluster.start_cluster` for this config."""
+    """Keyword arguments of :func:`~cryo_pipeline.stitch.cluster.start_cluster` for these run-time settings."""
     options = {"threads": threads, "memory_limit_mb": memory_limit_mb,
-               "scheduler_address": cfg.scheduler_address or scheduler_address}
-    if cfg.cluster == "slurm" and not options["scheduler_address"]:
+               "scheduler_address": execution.stitch_scheduler_address or scheduler_address}
+    if execution.stitch_cluster == "slurm" and not options["scheduler_address"]:
         options["cluster"] = "slurm"
-        options["slurm"] = {"workers": cfg.slurm_workers, "cores_per_worker": cfg.slurm_cores_per_worker,
-                            "memory_per_worker_mb": cfg.slurm_memory_per_worker_mb, "walltime": cfg.slurm_walltime,
-                            "partition": cfg.slurm_partition}
+        options["slurm"] = {"workers": execution.stitch_slurm_workers,
+                            "cores_per_worker": execution.stitch_slurm_cores_per_worker,
+                            "memory_per_worker_mb": execution.stitch_slurm_memory_per_worker_mb,
+                            "walltime": execution.stitch_slurm_walltime,
+                            "partition": execution.stitch_slurm_partition}
     return options

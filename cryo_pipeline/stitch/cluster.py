@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SlurmWorkers", "pin_process_threads", "release_freed_buffers", "start_cluster"]
+__all__ = ["SlurmWorkers", "pin_process_threads", "start_cluster"]
 
 CLUSTERS = ("local", "slurm")
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
@@ -237,24 +237,3 @@ def pin_process_threads() -> None:
         pass
     pin_process_threads.done = True  # type: ignore[attr-defined]
 
-
-def release_freed_buffers() -> None:
-    """Make glibc return freed large buffers to the system at once (a fixed 1 MiB mmap threshold).
-
-    A task allocates a few buffers of tens of MiB (band, tile parts) and frees them when it ends.
-    glibc's default *dynamic* mmap threshold rises to 32 MiB after the first such buffer is freed,
-    after which buffers that size come from the heap and stay in the process when freed: a worker
-    that runs many tasks in turn would grow with the number of tasks (measured: 202 MiB after
-    2 tasks, 447 MiB after 8). A fixed threshold keeps every large buffer an ``mmap`` of its own,
-    unmapped when freed, so peak memory is that of the tasks running at once. Once per process;
-    a no-op where the C library is not glibc.
-    """
-    if getattr(release_freed_buffers, "done", False):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
-    release_freed_buffers.done = True  # type: ignore[attr-defined]

@@ -36,7 +36,6 @@ from cryo_pipeline.io.mrc_regions import create_mrc_regions, finish_mrc_regions
 from cryo_pipeline.io.zarr_store import BY_DTYPE, create_volume_zarr
 from cryo_pipeline.ops.blending import as_zyx
 from cryo_pipeline.stitch.layout import TileLayout, read_tile_layout
-from cryo_pipeline.stitch.cluster import release_freed_buffers
 from cryo_pipeline.stitch.regions import TASK_MEMORY_MIB, RegionOutputs, RegionResult, plan_regions, stitch_region
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,6 @@ def _run_tasks(fn: Callable[..., RegionResult], jobs: list[tuple], *, client: An
         return results
     from threadpoolctl import threadpool_limits
 
-    release_freed_buffers()  # before the threads start (see its notes)
     with threadpool_limits(limits=1), concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
         try:
@@ -180,7 +178,8 @@ def stitch_tile_stores(
     seam_steps : bool
         Return the mean |Δ| of every adjacent y-row pair (``StitchSummary.row_step_means``).
     on_block : callable, optional
-        The block hook of :mod:`cryo_pipeline.stitch.regions` (e.g. a pyramid level writer);
+        The block hook of :mod:`cryo_pipeline.stitch.regions` (e.g. the OME-Zarr writer
+        :class:`~cryo_pipeline.io.volume_outputs.OmeZarrBands`);
         must be picklable for a distributed client.
     provenance, extra_attrs
         As for :func:`~cryo_pipeline.io.zarr_store.create_volume_zarr`.

@@ -17,12 +17,14 @@ the tile store's chunk files (:class:`cryo_pipeline.io.zarr_raw.ChunkFileReader`
 span or row run, no decoding); since the regions and bands partition the volume, every stored
 voxel is read once in all. Output chunks are written as files the same way (``ChunkFileWriter``).
 
-**Block hook** (for a multiscale pyramid, issue 16): ``on_block(lo_zyx, band)`` is called for
-every band a task wrote, in the task, right after writing it; the band starts on multiples of
-the output chunk (even for an even ``chunk_px``), so its 2×2×2-mean-pooled copy is exactly
-that part of the pooled volume (``tests/stitch/test_regions.py`` builds a pyramid level so).
-Whatever the hook returns is collected per task in band order. The band buffer is reused:
-a hook must copy what it keeps.
+**Block hook**: ``on_block(lo_zyx, band)`` is called for every band a task wrote, in the task,
+right after writing it; the band is whole output chunks and starts on multiples of the chunk
+(even for an even ``chunk_px``), so its 2×2×2-mean-pooled copy is exactly that part of the
+pooled volume. The ``stitch_tiles`` stage writes ``volume.ome.zarr`` and its pyramid this way
+(:class:`cryo_pipeline.io.volume_outputs.OmeZarrBands`; ``tests/stitch/test_regions.py`` checks
+every level against the whole volume's, and a plain pyramid level). Whatever the hook returns
+is collected per task in band order. The band buffer is reused: a hook must copy what it keeps;
+on a Dask client the hook is pickled to the workers.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cryo_pipeline.io.mrc_regions import MrcRegionWriter
 from cryo_pipeline.io.tile_store import open_tile_array
 from cryo_pipeline.io.zarr_raw import ChunkFileReader, ChunkFileWriter
 from cryo_pipeline.ops.separable_blend import blend_box
-from cryo_pipeline.stitch.cluster import pin_process_threads, release_freed_buffers
+from cryo_pipeline.stitch.cluster import pin_process_threads
 from cryo_pipeline.stitch.layout import TileLayout
 
 log = logging.getLogger(__name__)
@@ -255,7 +257,6 @@ def _fold_row_steps(steps: np.ndarray, y0: int, band: np.ndarray, previous_row: 
 
 def stitch_region(region: Region, layout: TileLayout, outputs: RegionOutputs) -> RegionResult:
     """Blend, write and summarise one region (a Dask task; see the module notes)."""
-    release_freed_buffers()
     if outputs.pin_threads:
         pin_process_threads()
     import zarr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import mrcfile
 import numpy as np
 import pytest
@@ -159,6 +161,36 @@ def test_block_hook_builds_a_pyramid_level_equal_to_downsampling_the_final_volum
     level1 = zarr.open_array(str(tmp_path / "level1.zarr"), mode="r")[...]
     np.testing.assert_allclose(level1, _mean_pool_2x(full), rtol=0, atol=1e-6)
     assert sum(len(task) for task in summary.block_results) == summary.n_tasks * -(-shape[1] // chunks[1])
+
+
+@pytest.mark.parametrize("chunks", [(8, 16, 16), (8, 12, 10)])  # (8, 12, 10): odd halves, one task level
+def test_ome_zarr_bands_hook_writes_the_same_ome_zarr_as_the_whole_volume(tmp_path, chunks):
+    """The stage's hook (issue 16's OME-Zarr) in the tasks: every level equals write_ome_zarr of the result."""
+    from cryo_pipeline.io.atomic import atomic_write_path
+    from cryo_pipeline.io.ome_zarr import read_ome_zarr, validate_ome_zarr, write_ome_zarr
+    from cryo_pipeline.io.volume_outputs import OmeZarrBands
+
+    rng = np.random.default_rng(9)
+    shape = (37, 45, 50)
+    origins = tile_origins_3d(shape, tile_zyx=TILE, overlap_zyx=OVERLAP)
+    tiles = rng.standard_normal((len(origins), *TILE)).astype(np.float32)
+    with atomic_write_path(tmp_path / "v.ome.zarr") as tmp:
+        hook = OmeZarrBands(tmp, shape, voxel_size_angstrom=VOXEL, chunks=chunks, attributes={"stage": "test"},
+                            max_top_px=8)
+        hook.piece_px = chunks[2]  # pieces narrower than a band: several writes per band
+        shipped = pickle.loads(pickle.dumps(hook))  # what a Dask worker receives
+        stitch_tile_stores(_grid_stores(tmp_path, tiles, origins, shape=shape), tmp_path / "s0.zarr", chunks=chunks,
+                           on_block=shipped, threads=2, memory_mib=0.2)
+        hook.finish()
+    assert hook.writer.task_levels == (2 if chunks == (8, 16, 16) else 1)
+    full = read_volume_zarr(tmp_path / "s0.zarr")[0]
+    write_ome_zarr(tmp_path / "whole.ome.zarr", full, voxel_size_angstrom=VOXEL, chunks=chunks, max_top_px=8)
+    levels = validate_ome_zarr(tmp_path / "v.ome.zarr").ome_attributes.multiscales[0].datasets
+    assert len(levels) == len(validate_ome_zarr(tmp_path / "whole.ome.zarr").ome_attributes.multiscales[0].datasets)
+    for k in range(len(levels)):
+        np.testing.assert_allclose(read_ome_zarr(tmp_path / "v.ome.zarr", level=k)[0],
+                                   read_ome_zarr(tmp_path / "whole.ome.zarr", level=k)[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(read_ome_zarr(tmp_path / "v.ome.zarr", level=0)[0], full)
 
 
 def test_region_width_keeps_task_memory_within_budget_whatever_the_volume_width(tmp_path):
