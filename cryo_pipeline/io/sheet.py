@@ -116,6 +116,11 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
             problems.append(f"{label}: {len(cells)} tab-separated cells but the header (line {header_line}) has "
                             f"{len(columns)} columns; extra: {', '.join(repr(c) for c in cells[len(columns):] if c)}")
             continue
+        bad_paths = [c for c in _PATH_COLUMNS if "\x00" in values.get(c, "")]
+        if bad_paths:
+            problems.append(f"{label}: column {bad_paths[0]}: a path cannot hold a NUL byte "
+                            f"(got {values[bad_paths[0]]!r}); fix the cell")
+            continue
         for column in _PATH_COLUMNS:
             if column in values and not (column == "source" and (values[column] in PHANTOM_NAMES
                                                                  or values.get("kind") == "portal")):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.methods import WBP
 from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import WbpConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
@@ -67,7 +68,7 @@ def run(
     with stage_outputs(out, ome_zarr_path_for(out), meta_path_for(out)) as (tmp_out, tmp_ome, tmp_meta):
         write_volume_outputs(tmp_out, tmp_ome, volume, voxel_size_angstrom=series.voxel_size_angstrom,
                              labels=[f"cryo_pipeline WBP {cfg.filter}"],
-                             attributes={"stage": "reconstruct_wbp", "method": "wbp"})
+                             attributes={"stage": "reconstruct_wbp", "method": WBP})
         write_stage_meta(
             tmp_meta,
             stage="reconstruct_wbp",

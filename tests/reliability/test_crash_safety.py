@@ -162,7 +162,7 @@ STAGES = {
         lambda d: ["train-cryogen", "--store", str(d / "subtomos.zarr"), "--dataset-json", json.dumps(TOMO_ROW),
                    "--config-json", json.dumps(TRAIN), "--out-model", "model.pt", "--out-losses", "losses.tsv",
                    "--checkpoint-dir", "checkpoints"],
-        ("model.pt", "model.json", "losses.tsv", "checkpoints/last.pt"),
+        ("model.pt", "losses.tsv", "model.json", "checkpoints/last.pt"),  # stage_outputs' order, then the checkpoint
         progress=lambda run: (run.work / "checkpoints" / "last.pt").exists(),
         progress_means="after the first epoch checkpoint exists", progress_leaves=None, commit="losses.tsv",
         checkpoint="checkpoints/last.pt"),
@@ -178,7 +178,7 @@ STAGES = {
     "stitch_slabs": Stage(
         lambda d: ["stitch-slabs", "--plan", str(d / "plan.json"), "--out", "cn.mrc", "--out-zarr", "cn.zarr",
                    "--config-json", json.dumps({"chunk_px": 8})],
-        ("cn.zarr", "cn.mrc", "cn.json"),
+        ("cn.zarr", "cn.mrc", "cn.ome.zarr", "cn.json"),
         progress=lambda run: bool(run.temporaries_of("cn.zarr")),
         progress_means="mid-stitch (the temporary cn.zarr exists)", progress_leaves="cn.zarr",
         commit="cn.zarr"),
@@ -376,8 +376,8 @@ def test_sigkill_at_observed_progress_and_mid_commit_then_rerun_gives_the_uninte
     present, _ = _check_after_kill(stage, work, expected, f"before renaming {stage.commit}")
     assert stage.commit not in present and second.temporaries_of(stage.commit), \
         f"{stage.commit} should still be a complete temporary: {_entries(work)}"
-    committed_before = stage.outputs[stage.outputs.index(stage.commit) + 1:] if stage.checkpoint is None \
-        else ("model.pt", stage.checkpoint)  # stage_outputs renames the last output first; training: model first
+    # stage_outputs renames its last output first: what follows the commit in its order is already final
+    committed_before = stage.outputs[stage.outputs.index(stage.commit) + 1:]
     assert set(committed_before) <= set(present), (committed_before, present)
     if stage.checkpoint:  # the second run resumed from the first one's checkpoint, the last one from its own
         assert _resumed_at(second.log) == step_after_first, second.log.read_text()[-3000:]

@@ -58,7 +58,7 @@ CN_SHRINK = {  # with WITH_CN: a few iterations of a tiny SIREN, 4 slabs of 8 ro
 # stitch_slabs job. They are written by _put_run_settings, the one place that knows where the config keeps them.
 STITCH_ON_SLURM = {"cluster": "slurm", "slurm_workers": 2, "slurm_cores_per_worker": 1,
                    "slurm_memory_per_worker_mb": 500, "slurm_walltime": "00:05:00", "slurm_partition": "debug"}
-LOCAL_RULES = {"all", "collect_metrics", "fetch_dataset", "plan_slabs"}  # localrules (plan_slabs: if made one)
+LOCAL_RULES = {"all", "collect_metrics", "fetch_dataset", "plan_slabs", "export_relion"}  # localrules (plan_slabs: if made one)
 GPU_RULES = {"train_cryogen", "predict_cryogen", "predict_cryogen_tiles", "fit_slab_seed", "fit_slab"}
 KILLED_RULE = "train_cryogen"
 DOWNSTREAM_OF_KILLED = {("predict_cryogen", f"run={RUN}, dataset={DATASET}, method=cryogen"),
@@ -242,8 +242,8 @@ def test_stitch_slabs_ran_its_dask_workers_as_slurm_jobs(runs):
     for worker in workers:
         assert stitch.start_time <= worker.submit_time <= worker.end_time <= stitch.end_time, (stitch, worker)
         assert (worker.partition, worker.cpus, worker.mem_mb) == (
-            execution["stitch_slurm_partition"], execution["stitch_slurm_cores_per_worker"],
-            execution["stitch_slurm_memory_per_worker_mb"]), worker
+            stitch_cfg["slurm_partition"], stitch_cfg["slurm_cores_per_worker"],
+            stitch_cfg["slurm_memory_per_worker_mb"]), worker
         assert worker.state in ("CANCELLED", "COMPLETED"), worker  # ended by the stitch when it was done
 
 

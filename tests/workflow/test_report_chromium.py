@@ -23,6 +23,7 @@ import re
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -177,10 +178,17 @@ class DevTools:
         to_chrome_r, self._write = os.pipe()
         self._read, from_chrome_w = os.pipe()
         args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+        # Chromium puts its singleton socket under $TMPDIR and aborts ("Socket path too long") when
+        # that path passes the 108-byte unix-socket limit, as the per-test temp folders do: a short one
+        self._socket_dir = tempfile.mkdtemp(prefix="cr-", dir="/tmp")
+        profile.mkdir(parents=True, exist_ok=True)
+        self.log = profile / "chromium_stderr.log"
         # bash puts the pipe ends on fds 3 (commands in) and 4 (replies out), then execs Chromium
-        self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', *args],
-            pass_fds=(to_chrome_r, from_chrome_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self.log.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}', *args],
+                pass_fds=(to_chrome_r, from_chrome_w), stdout=subprocess.DEVNULL, stderr=stderr,
+                env={**os.environ, "TMPDIR": self._socket_dir})
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buffer = b""
@@ -194,7 +202,8 @@ class DevTools:
                 raise TimeoutError("Chromium did not answer in time")
             chunk = os.read(self._read, 1 << 20)
             if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Chromium closed the DevTools pipe; its stderr ends:\n{tail}")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
@@ -237,6 +246,7 @@ class DevTools:
             self.process.wait()
         os.close(self._write)
         os.close(self._read)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 PAGE_CHECK = """

@@ -6,8 +6,8 @@ Each rule's params hold only the sheet columns and config keys its stage reads, 
 (a) adding a method to a row schedules only that method's jobs plus evaluate/collect_metrics/report,
 (b) editing a column no existing job reads schedules at most collect_metrics/report,
 (c) changing ``execution`` (device, Dask workers) schedules nothing,
-(d) changing ``train.steps_per_epoch`` reruns training, prediction and their downstream for the
-    dataset that trains, and nothing else.
+(d) changing ``train.steps_per_epoch`` reruns training, prediction and their downstream (evaluate, the
+    method's RELION star file, the run's tables and report) for the dataset that trains, and nothing else.
 
 The dry runs use every rerun trigger Snakemake has (the default: mtime, params, input, code,
 software-env). Each test restores the files it edits, with the sheet's modification time.
@@ -109,7 +109,8 @@ def test_adding_a_method_runs_only_its_jobs(finished):
         jobs = _planned_jobs(finished)
     new = {("train_cryogen", "sphere_fourier", "cryogen"), ("predict_cryogen", "sphere_fourier", "cryogen"),
            ("evaluate", "sphere_fourier", "cryogen"), ("plan_slabs", "shapes.ts", ""),
-           ("evaluate", "shapes.ts", "cn")}
+           ("evaluate", "shapes.ts", "cn"),
+           ("export_relion", "", "cryogen"), ("export_relion", "", "cn")}  # the new methods' RELION star files
     assert new <= jobs, jobs
     cn_rules = {"plan_slabs", "fit_slab_seed", "fit_slab", "stitch_slabs"}  # the slabs appear once planned
     others = {job for job in jobs - new if job[0] not in ENDS and not (job[0] in cn_rules and job[1] == "shapes.ts")}
@@ -144,5 +145,5 @@ def test_changing_steps_per_epoch_reruns_training_and_its_downstream_only(finish
     with _edited(finished / "config" / "config.yaml", _config_with(finished, "train", steps_per_epoch=4)):
         jobs = _planned_jobs(finished)
     assert jobs == {("train_cryogen", "sphere_fourier", "isonet"), ("predict_cryogen", "sphere_fourier", "isonet"),
-                    ("evaluate", "sphere_fourier", "isonet"), ("collect_metrics", "", ""), ("report", "", ""),
-                    ("all", "", "")}, sorted(jobs)
+                    ("evaluate", "sphere_fourier", "isonet"), ("export_relion", "", "isonet"),
+                    ("collect_metrics", "", ""), ("report", "", ""), ("all", "", "")}, sorted(jobs)
