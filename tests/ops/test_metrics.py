@@ -11,7 +11,8 @@ from cryo_pipeline.ops.metrics import (
     ssim,
     ssim_global,
 )
-from cryo_pipeline.ops.phantoms import hollow_sphere_paper, prism_rotations
+from cryo_pipeline.ops.phantoms import hollow_sphere_paper
+from cryo_pipeline.ops.prism_phantom import prism_rotations
 from cryo_pipeline.ops.wedge import apply_missing_wedge_3d
 
 

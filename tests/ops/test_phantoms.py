@@ -9,13 +9,10 @@ from cryo_pipeline.ops.phantoms import (
     hollow_sphere,
     make_phantom,
     mixed_shapes,
-    prism_rotation,
-    prism_rotations,
-    prism_stack,
     random_rotation_matrix,
     rotated_map,
-    triangular_prism,
 )
+from cryo_pipeline.ops.prism_phantom import prism_rotation, prism_rotations, prism_stack, triangular_prism
 
 SLAB = (32, 64, 64)
 
