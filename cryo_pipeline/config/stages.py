@@ -172,11 +172,12 @@ class TrainConfig(StageConfig):
         description="Weight of E_φ(fake) while λ is at its start; it then rises linearly in λ to adversarial_weight "
         "as λ decays (the prior takes over from the consistency term). Empty = constant adversarial_weight.",
     )
-    critic_input: Literal["matched", "paper"] = Field(
+    critic_input: Literal["matched", "fill", "paper"] = Field(
         "matched",
         description="matched: real = T_M(y + ε), fake = T_M(R(x̂) + ε′) with matched noise, central half of each "
-        "edge (no shortcut); paper: real = y + ε, fake = T_M(R(x̂)) as printed (the critic tells them apart "
-        "without looking at content).",
+        "edge (no shortcut); fill: only x̂'s missing region rotated into view, Q(v) = T_M(R(v − T_M v)), against "
+        "the measured data in the same band, Q(R⁻¹y + ε); paper: real = y + ε, fake = T_M(R(x̂)) as printed (the "
+        "critic tells them apart without looking at content).",
     )
     critic_features: Literal["volume", "volume+amplitude"] = Field(
         "volume", description="What E_φ reads: the volume, or the volume and its log Fourier amplitude (2 channels)."

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import torch
 
+from cryo_pipeline.ops.rotations import rotate_volume
 from cryo_pipeline.training.losses import apply_rfft_mask
 
-CRITIC_INPUTS = ("matched", "paper")
+CRITIC_INPUTS = ("matched", "fill", "paper")
 CRITIC_FEATURES = ("volume", "volume+amplitude")
 _DIMS = (-3, -2, -1)
 
@@ -41,8 +42,9 @@ def central_half(volumes: torch.Tensor) -> torch.Tensor:
 
 def critic_samples(
     measured: torch.Tensor,
-    rotated: torch.Tensor,
+    generated: torch.Tensor,
     mask: torch.Tensor,
+    rotation: int,
     *,
     level: float,
     generator: torch.Generator,
@@ -54,28 +56,44 @@ def critic_samples(
     ----------
     measured : torch.Tensor
         ``(b, 1, c, c, c)`` crops y of the wedged tomogram.
-    rotated : torch.Tensor
-        ``(b, 1, c, c, c)`` R(x̂), the rotated generator output (keeps its graph).
+    generated : torch.Tensor
+        ``(b, 1, c, c, c)`` x̂, the generator's output for them (keeps its graph).
     mask : torch.Tensor
         ``(c, c, c//2 + 1)`` measured-region mask on the crop's rfft grid (T_M).
+    rotation : int
+        Index R into :data:`~cryo_pipeline.ops.rotations.WEDGE_ROTATIONS`.
     level : float
         Noise standard deviation s, the same for real and fake ("matched").
     construction : str
-        ``"matched"`` (both through T_M with matched noise, central half) or ``"paper"``
-        (real = y + ε, fake = T_M(R(x̂)), whole crops: the shortcut, kept for comparison).
+        ``"matched"``: C(T_M(y + ε)) against C(T_M(R(x̂) + ε′)).
+        ``"fill"``: only the generated part, through Q(v) = T_M(R(v − T_M(v))), which
+        rotates what T_M removes from v into view: C(Q(R⁻¹(y) + ε)) against C(Q(x̂ + ε′)).
+        The real sample is the measured data in the same Fourier band the fake shows of
+        x̂'s missing region, so θ's adversarial gradient reaches only that region (the one
+        ``keep_measured`` keeps at inference).
+        ``"paper"``: y + ε against T_M(R(x̂)), whole crops (the shortcut, for comparison).
 
     Returns
     -------
     tuple of torch.Tensor
-        ``(real, fake)``: ``(b, 1, c/2, c/2, c/2)`` for ``"matched"``, ``(b, 1, c, c, c)``
-        for ``"paper"``; ``fake`` is differentiable in ``rotated``.
+        ``(real, fake)``: ``(b, 1, c/2, c/2, c/2)``, or ``(b, 1, c, c, c)`` for
+        ``"paper"``; ``fake`` is differentiable in ``generated``.
     """
     if construction == "matched":
         real = apply_rfft_mask(measured + gaussian_noise(measured, level, generator), mask)
-        fake = apply_rfft_mask(rotated + gaussian_noise(rotated, level, generator), mask)
+        fake = apply_rfft_mask(rotate_volume(generated, rotation) + gaussian_noise(generated, level, generator), mask)
+        return central_half(real), central_half(fake)
+    if construction == "fill":
+        def rotated_missing(v: torch.Tensor) -> torch.Tensor:  # Q
+            return apply_rfft_mask(rotate_volume(v - apply_rfft_mask(v, mask), rotation), mask)
+
+        real = rotated_missing(rotate_volume(measured, rotation, inverse=True)
+                               + gaussian_noise(measured, level, generator))
+        fake = rotated_missing(generated + gaussian_noise(generated, level, generator))
         return central_half(real), central_half(fake)
     if construction == "paper":
-        return measured + gaussian_noise(measured, level, generator), apply_rfft_mask(rotated, mask)
+        return (measured + gaussian_noise(measured, level, generator),
+                apply_rfft_mask(rotate_volume(generated, rotation), mask))
     raise ValueError(f"unknown critic input {construction!r}; choose one of {', '.join(CRITIC_INPUTS)}")
 
 

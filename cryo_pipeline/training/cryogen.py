@@ -162,12 +162,11 @@ class CryoGenStep:
         cfg = self.cfg
         with self._ctx():
             x_hat = self.g(y + gaussian_noise(y, _level(cfg.noise_scale_generator, rng), rng)).float()
-            rotated = rotate_volume(x_hat, rotation)
         for p in self.e.parameters():
             p.requires_grad_(True)
         for k in range(cfg.critic_steps):  # fresh instance noise for each critic update
             with self._ctx():
-                real, fake = critic_samples(y, rotated, self.mask, level=_level(cfg.noise_scale_real, rng),
+                real, fake = critic_samples(y, x_hat, self.mask, rotation, level=_level(cfg.noise_scale_real, rng),
                                             generator=rng, construction=cfg.critic_input)
             self.opt_e.zero_grad(set_to_none=True)
             with self._ctx():

@@ -44,6 +44,7 @@ def _step(**keys):
 @pytest.mark.parametrize("keys", [
     {},
     {"critic_input": "paper"},
+    {"critic_input": "fill", "critic_steps": 2},
     {"critic_features": "volume+amplitude", "r1_weight": 1.0},
     {"critic_steps": 3, "adversarial_loss": "hinge"},
     {"adversarial_loss": "wgan-gp", "critic_features": "volume+amplitude"},

@@ -43,11 +43,10 @@ def _crops(volume: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
 def _pairs(field, construction: str, mask, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     truth, wedged = field
     measured = _crops(wedged, BATCH, gen)
-    perfect = _crops(truth, BATCH, gen)
-    rotated = torch.stack([rotate_volume(c, int(torch.randint(len(WEDGE_ROTATIONS), (), generator=gen)))
-                           for c in perfect])
+    perfect = _crops(truth, BATCH, gen)  # what a perfect generator returns
+    rotation = int(torch.randint(len(WEDGE_ROTATIONS), (), generator=gen))
     level = 0.1 * (1.0 - torch.rand((), generator=gen).item())  # U(0, 1] x 0.1, as noise_scale_real
-    return critic_samples(measured, rotated, mask, level=level, generator=gen, construction=construction)
+    return critic_samples(measured, perfect, mask, rotation, level=level, generator=gen, construction=construction)
 
 
 def _held_out_accuracy(construction: str) -> float:
@@ -78,26 +77,37 @@ def test_paper_pairing_has_a_shortcut_the_generator_cannot_remove():
 
 
 @pytest.mark.slow
-def test_matched_pairing_leaves_nothing_to_learn():
-    accuracy = _held_out_accuracy("matched")
-    assert accuracy <= 0.60, f"matched pairing: held-out critic accuracy {accuracy:.3f} on same-content pairs"
+@pytest.mark.parametrize("construction", ["matched", "fill"])
+def test_same_operator_pairings_leave_nothing_to_learn(construction):
+    accuracy = _held_out_accuracy(construction)
+    assert accuracy <= 0.60, f"{construction} pairing: held-out critic accuracy {accuracy:.3f} on same-content pairs"
 
 
-def test_matched_samples_are_central_wedged_crops_and_fake_keeps_its_gradient():
+def test_matched_and_fill_samples_are_central_wedged_crops_and_fake_keeps_its_gradient():
     gen = torch.Generator().manual_seed(3)
     mask = rfft_wedge_mask(CROP_PX, tilt_min_deg=-60.0, tilt_max_deg=60.0)
     measured = torch.randn(2, 1, CROP_PX, CROP_PX, CROP_PX, generator=gen)
-    rotated = torch.randn(2, 1, CROP_PX, CROP_PX, CROP_PX, generator=gen, requires_grad=True)
-    real, fake = critic_samples(measured, rotated, mask, level=0.0, generator=gen, construction="matched")
+    generated = torch.randn(2, 1, CROP_PX, CROP_PX, CROP_PX, generator=gen, requires_grad=True)
+    m = CROP_PX // 4  # without noise: the central half of T_M(y) and T_M(R(x̂)) ...
+    real, fake = critic_samples(measured, generated, mask, 5, level=0.0, generator=gen, construction="matched")
     assert real.shape == fake.shape == (2, 1, CROP_PX // 2, CROP_PX // 2, CROP_PX // 2)
-    m = CROP_PX // 4  # without noise: the central half of T_M(y) and T_M(R(x̂))
     torch.testing.assert_close(real, apply_rfft_mask(measured, mask)[..., m:-m, m:-m, m:-m])
-    torch.testing.assert_close(fake, apply_rfft_mask(rotated, mask)[..., m:-m, m:-m, m:-m])
-    noisy, _ = critic_samples(measured, rotated, mask, level=0.5, generator=gen, construction="matched")
-    # the noise went through T_M too: its std is 0.5·√(measured fraction of the spectrum)
+    torch.testing.assert_close(fake, apply_rfft_mask(rotate_volume(generated, 5), mask)[..., m:-m, m:-m, m:-m])
+    # ... and for "fill" the same of R(v − T_M v): v = x̂ (fake), v = R⁻¹(y) (real)
+    real, fake = critic_samples(measured, generated, mask, 5, level=0.0, generator=gen, construction="fill")
+    back = rotate_volume(measured, 5, inverse=True)
+    torch.testing.assert_close(real, apply_rfft_mask(rotate_volume(back - apply_rfft_mask(back, mask), 5), mask)
+                               [..., m:-m, m:-m, m:-m])
+    missing = generated - apply_rfft_mask(generated, mask)
+    torch.testing.assert_close(fake, apply_rfft_mask(rotate_volume(missing, 5), mask)[..., m:-m, m:-m, m:-m])
+    grad = torch.autograd.grad(fake.pow(2).sum(), generated)[0]  # reaches only x̂'s missing region
+    assert float(apply_rfft_mask(grad, mask).abs().max()) < 1e-4 * float(grad.abs().max())
+    # the noise goes through the operator too: T_M(noise) has std 0.5·√(measured fraction of the spectrum)
+    real, fake = critic_samples(measured, generated, mask, 5, level=0.0, generator=gen, construction="matched")
+    noisy, _ = critic_samples(measured, generated, mask, 5, level=0.5, generator=gen, construction="matched")
     measured_fraction = missing_wedge_mask_3d((CROP_PX,) * 3, tilt_min_deg=-60.0, tilt_max_deg=60.0).mean()
     assert float((noisy - real).std()) == pytest.approx(0.5 * measured_fraction**0.5, rel=0.1)
     fake.sum().backward()
-    assert rotated.grad is not None and float(rotated.grad.abs().sum()) > 0
-    with pytest.raises(ValueError, match="unknown critic input 'x'; choose one of matched, paper"):
-        critic_samples(measured, rotated, mask, level=0.1, generator=gen, construction="x")
+    assert generated.grad is not None and float(generated.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="unknown critic input 'x'; choose one of matched, fill, paper"):
+        critic_samples(measured, generated, mask, 5, level=0.1, generator=gen, construction="x")
