@@ -10,6 +10,7 @@ without ``keep_measured``. Scores are the paper's metrics (``psnr_paper_db``,
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -135,6 +136,36 @@ def run_arm(case: Case, *, method: str, cfg: TrainConfig) -> dict:
             out[key] = _scores(case, preds)
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+CRYOGEN_ONLY = frozenset({
+    "disc_channels", "spectral_norm", "adversarial_loss", "gradient_penalty_weight", "adversarial_weight",
+    "adversarial_weight_start", "critic_input", "critic_features", "critic_steps", "r1_weight",
+    "learning_rate_energy", "noise_scale_real", "noise_scale_generator", "sigma_n", "consistency_weight_final",
+    "consistency_target"})
+"""TrainConfig keys the IsoNet-style baseline ignores (no energy model, no data term, λ fixed, x̃ filled)."""
+
+
+def run_arm_cached(case: Case, *, arm: str, method: str, cfg: TrainConfig, cache: Path | None) -> dict:
+    """:func:`run_arm`, reusing a run of ``cache`` (JSON lines) with the same case, arm, method and config.
+
+    A benchmark made of hours of runs can then be completed or extended piece by piece;
+    a new run is appended to ``cache`` as soon as it is done. ``cache=None``: always run.
+    """
+    train = cfg.model_dump(mode="json")
+    if method != "cryogen":  # what the IsoNet-style loop never reads does not make a run different
+        train = {k: v for k, v in train.items() if k not in CRYOGEN_ONLY}
+    key = {"case": case.name, "arm": arm, "method": method, "seed": cfg.seed, "train": train}
+    if cache is not None and cache.is_file():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if {k: record.get(k) for k in key} == key:
+                return record
+    record = {**key, **run_arm(case, method=method, cfg=cfg)}
+    if cache is not None:
+        with cache.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    return record
 
 
 def mean_sd(values) -> str:

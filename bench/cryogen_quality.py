@@ -25,13 +25,14 @@ over seeds. ``--quick``: the sphere at 32³, one seed, 20 steps (a smoke test).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
 from bench._cryogen_protocol import (
     CASES,
     demo_train_config,
-    run_arm,
+    run_arm_cached,
     sphere_case,
     summarize,
     yaml_train_overrides,
@@ -41,6 +42,9 @@ from bench.harness import BenchResult, register
 log = logging.getLogger(__name__)
 SEEDS = (0, 1, 2)
 REPORTED = ("sphere", "prism", "betagal")
+RUNS = Path(__file__).resolve().parent / "results" / "cryogen_quality_runs.jsonl"
+"""Every run made (JSON lines): a rerun reuses the runs whose case, arm, seed and config are
+unchanged, so a changed default retrains only the arms it touches. Delete it to rerun all."""
 
 
 def arms(**overrides) -> dict[str, tuple[str, object]]:
@@ -57,18 +61,21 @@ def arms(**overrides) -> dict[str, tuple[str, object]]:
 
 
 @register("cryogen_quality")
-def run(*, quick: bool = False) -> BenchResult:
+def run(*, quick: bool = False, only_arms=None, cases=REPORTED) -> BenchResult:
     """CryoGEN vs its adversarial-weight-0 ablation vs IsoNet-style, 3 seeds, sphere/prism/β-gal."""
     torch.set_num_threads(1)
     seeds = SEEDS[:1] if quick else SEEDS
     overrides = {"epochs": 2, "steps_per_epoch": 10, "crop_px": 16} if quick else {}
-    cases = [sphere_case(32)] if quick else [CASES[name]() for name in REPORTED]
+    cases = [sphere_case(32)] if quick else [CASES[name]() for name in cases]
     runs = []
     for case in cases:
         for seed in seeds:
             for arm, (method, cfg) in arms(**overrides).items():
-                result = run_arm(case, method=method, cfg=cfg.model_copy(update={"seed": seed}))
-                runs.append({"case": case.name, "arm": arm, "seed": seed, **result})
+                if only_arms is not None and arm not in only_arms:
+                    continue
+                result = run_arm_cached(case, arm=arm, method=method, cfg=cfg.model_copy(update={"seed": seed}),
+                                        cache=None if quick else RUNS)
+                runs.append({k: v for k, v in result.items() if k != "train"})
                 log.info("%s %s seed %d: keep_measured %.2f dB, raw %.2f dB (%.0f s)", case.name, arm, seed,
                          result["keep_measured"][0], result["raw"][0], result["seconds"])
                 print(f"[cryogen_quality] {case.name} {arm} seed {seed}: psnr keep {result['keep_measured'][0]:.2f}"
