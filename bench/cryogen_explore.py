@@ -39,12 +39,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "bce_w0.3_amplitude": ("cryogen", {"adversarial_weight": 0.3, "critic_features": "volume+amplitude"}),
     "bce_w0.3_ttur": ("cryogen", {"adversarial_weight": 0.3, "learning_rate_energy": 0.003, "critic_steps": 2}),
     "bce_w0.3_disc32": ("cryogen", {"adversarial_weight": 0.3, "disc_channels": 32}),
+    "wgan_gp_w0.05": ("cryogen", {"adversarial_weight": 0.05, "adversarial_loss": "wgan-gp", "spectral_norm": False}),
     "fill_w0.3": ("cryogen", {"adversarial_weight": 0.3, "critic_input": "fill"}),
     "fill_w1": ("cryogen", {"adversarial_weight": 1.0, "critic_input": "fill"}),
+    "fill_w3": ("cryogen", {"adversarial_weight": 3.0, "critic_input": "fill"}),
+    "fill_w3_ramp_lam0.1": ("cryogen", {"adversarial_weight": 3.0, "adversarial_weight_start": 0.0,
+                                         "consistency_weight_final": 0.1, "critic_input": "fill"}),
+    "paper_critic_w1": ("cryogen", {"adversarial_weight": 1.0, "critic_input": "paper"}),
     "paper_literal": ("cryogen", yaml_train_overrides("paper_literal.yaml")),
     "paper_literal_adv0": ("cryogen", {**yaml_train_overrides("paper_literal.yaml"), **ADV0}),
 }
-LOG = Path(os.environ.get("CRYOGEN_EXPLORE_LOG", "/tmp/cryogen_explore.jsonl"))
+LOG = Path(os.environ.get("CRYOGEN_EXPLORE_LOG", Path(__file__).resolve().parent / "results" / "cryogen_explore_runs.jsonl"))
 
 
 def explore(variants, *, cases=HELD_BACK, seeds=(0,), log: Path = LOG, **overrides) -> list[dict]:
