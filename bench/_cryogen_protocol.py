@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,14 @@ import yaml
 from cryo_pipeline.config.stages import TrainConfig
 from cryo_pipeline.inference.tiled import predict_tiled
 from cryo_pipeline.io.mrc import read_mrc
-from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 from cryo_pipeline.ops.metrics import psnr_paper_db, ssim_global
 from cryo_pipeline.ops.phantoms import hollow_sphere_paper, rotated_map
 from cryo_pipeline.ops.prism_phantom import prism_rotations
 from cryo_pipeline.ops.wedge import apply_missing_wedge_3d
 from cryo_pipeline.stages.simulate_volume import normalize_map
 from cryo_pipeline.training.cryogen import build_generator
-from cryo_pipeline.training.loop import train
+from cryo_pipeline.training.data import SubtomoBatches
+from cryo_pipeline.training.loop import train_generator
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -84,7 +83,7 @@ CASES = {
 def demo_train_config(**overrides) -> TrainConfig:
     """The demo's ``train`` section (config/config.yaml) on the CPU, with ``overrides``."""
     section = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]
-    return TrainConfig(**{**section, "device": "cpu", **overrides})
+    return TrainConfig(**{**section, **overrides})
 
 
 def yaml_train_overrides(name: str) -> dict:
@@ -92,17 +91,13 @@ def yaml_train_overrides(name: str) -> dict:
     return dict(yaml.safe_load((REPO / "config" / name).read_text()).get("train", {}))
 
 
-def _write_store(path: Path, case: Case) -> tuple[float, float]:
+def _training_batches(case: Case, crop_px: int) -> SubtomoBatches:
+    """The wedged volumes as training cubes (common edge), normalised by their joint mean and std."""
     stacked = np.stack(case.wedged)
-    stats = (float(stacked.mean()), float(stacked.std()))
     edge = min(min(v.shape) for v in case.wedged)
-    with SubtomoStoreWriter(path, n_cubes=len(case.wedged), cube_px=edge, voxel_size_angstrom=10.0,
-                            tilt_min_deg=TILT_DEG[0], tilt_max_deg=TILT_DEG[1], source_tomogram=case.name,
-                            normalization={"mean": stats[0], "std": stats[1], "mean_in_mask": stats[0],
-                                           "std_in_mask": stats[1]}) as writer:
-        for i, volume in enumerate(case.wedged):
-            writer.write(i, volume[:edge, :edge, :edge])
-    return stats
+    cubes = np.stack([v[:edge, :edge, :edge] for v in case.wedged])
+    return SubtomoBatches(cubes, normalization=(float(stacked.mean()), float(stacked.std())), crop_px=crop_px,
+                          source=case.name)
 
 
 def _scores(case: Case, volumes) -> tuple[float, float]:
@@ -121,19 +116,16 @@ def run_arm(case: Case, *, method: str, cfg: TrainConfig) -> dict:
         score = _scores(case, case.wedged)
         return {"keep_measured": score, "raw": score, "seconds": 0.0}
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"cryogen_quality_{case.name}_") as tmp:
-        tmp = Path(tmp)
-        stats = _write_store(tmp / "store.zarr", case)
-        train(store=tmp / "store.zarr", cfg=cfg, method=method, out_model=tmp / "model.pt",
-              out_losses=tmp / "losses.tsv", checkpoint_dir=tmp / "ck")
-        g = build_generator(cfg)
-        g.load_state_dict(torch.load(tmp / "model.pt", weights_only=False)["generator"])
-        g.eval()
-        out = {}
-        for key, keep in (("keep_measured", True), ("raw", False)):
-            preds = [predict_tiled(v, g, tile_px=64, overlap_px=16, batch_size=2, normalization=stats,
-                                   keep_measured=keep, tilt_range_deg=TILT_DEG, progress=False) for v in case.wedged]
-            out[key] = _scores(case, preds)
+    batches = _training_batches(case, cfg.crop_px)
+    result = train_generator(batches, cfg=cfg, method=method, tilt_range_deg=TILT_DEG, device=torch.device("cpu"))
+    g = build_generator(cfg)
+    g.load_state_dict(result.generator)
+    g.eval()
+    out = {}
+    for key, keep in (("keep_measured", True), ("raw", False)):
+        preds = [predict_tiled(v, g, tile_px=64, overlap_px=16, batch_size=2, normalization=batches.normalization,
+                               keep_measured=keep, tilt_range_deg=TILT_DEG, progress=False) for v in case.wedged]
+        out[key] = _scores(case, preds)
     out["seconds"] = time.perf_counter() - start
     return out
 
