@@ -24,7 +24,9 @@ from bench.harness import BenchResult, register
 
 HELD_BACK = ("ribosome", "prism_heldback")
 ADV0 = {"adversarial_weight": 0.0, "adversarial_weight_start": None}
-# variant name -> (method, train overrides on top of the demo config)
+EXPLORED_FROM = {"adversarial_weight": 0.05, "critic_input": "matched"}
+"""The demo's critic keys while the variants were explored (before fill_w1 became the default)."""
+# variant name -> (method, train overrides on top of the demo config with EXPLORED_FROM)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "corrupted": ("corrupted", {}),
     "isonet": ("isonet", {}),
@@ -47,8 +49,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                          "consistency_weight_final": 0.1, "critic_input": "fill"}),
     "paper_critic_w1": ("cryogen", {"adversarial_weight": 1.0, "critic_input": "paper"}),
     "paper_literal": ("cryogen", yaml_train_overrides("paper_literal.yaml")),
+    "paper_literal_w0.05": ("cryogen", {**yaml_train_overrides("paper_literal.yaml"), "adversarial_weight": 0.05}),
     "paper_literal_adv0": ("cryogen", {**yaml_train_overrides("paper_literal.yaml"), **ADV0}),
 }
+VARIANTS = {name: (method, {**EXPLORED_FROM, **keys}) for name, (method, keys) in VARIANTS.items()}
 LOG = Path(os.environ.get("CRYOGEN_EXPLORE_LOG", Path(__file__).resolve().parent / "results" / "cryogen_explore_runs.jsonl"))
 
 

@@ -167,7 +167,7 @@ class TrainConfig(StageConfig):
     )
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="WGAN-GP penalty weight.")
     adversarial_weight: float = Field(
-        0.05, ge=0.0, le=100.0, description="Weight of E_φ(fake) in θ's loss (at the end, with adversarial_weight_start)."
+        1.0, ge=0.0, le=100.0, description="Weight of E_φ(fake) in θ's loss (at the end, with adversarial_weight_start)."
     )
     adversarial_weight_start: float | None = Field(
         None, ge=0.0, le=100.0,
@@ -175,7 +175,7 @@ class TrainConfig(StageConfig):
         "as λ decays (the prior takes over from the consistency term). Empty = constant adversarial_weight.",
     )
     critic_input: Literal["matched", "fill", "paper"] = Field(
-        "matched",
+        "fill",
         description="matched: real = T_M(y + ε), fake = T_M(R(x̂) + ε′) with matched noise, central half of each "
         "edge (no shortcut); fill: only x̂'s missing region rotated into view, Q(v) = T_M(R(v − T_M v)), against "
         "the measured data in the same band, Q(R⁻¹y + ε); paper: real = y + ε, fake = T_M(R(x̂)) as printed (the "
