@@ -166,7 +166,26 @@ class TrainConfig(StageConfig):
         "bce", description="Energy-model loss: non-saturating BCE, hinge, or WGAN with gradient penalty."
     )
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="WGAN-GP penalty weight.")
-    adversarial_weight: float = Field(0.05, ge=0.0, le=100.0, description="Weight of E_φ(fake) in θ's loss.")
+    adversarial_weight: float = Field(
+        1.0, ge=0.0, le=100.0, description="Weight of E_φ(fake) in θ's loss (at the end, with adversarial_weight_start)."
+    )
+    adversarial_weight_start: float | None = Field(
+        None, ge=0.0, le=100.0,
+        description="Weight of E_φ(fake) while λ is at its start; it then rises linearly in λ to adversarial_weight "
+        "as λ decays (the prior takes over from the consistency term). Empty = constant adversarial_weight.",
+    )
+    critic_input: Literal["matched", "fill", "paper"] = Field(
+        "fill",
+        description="matched: real = T_M(y + ε), fake = T_M(R(x̂) + ε′) with matched noise, central half of each "
+        "edge (no shortcut); fill: only x̂'s missing region rotated into view, Q(v) = T_M(R(v − T_M v)), against "
+        "the measured data in the same band, Q(R⁻¹y + ε); paper: real = y + ε, fake = T_M(R(x̂)) as printed (the "
+        "critic tells them apart without looking at content).",
+    )
+    critic_features: Literal["volume", "volume+amplitude"] = Field(
+        "volume", description="What E_φ reads: the volume, or the volume and its log Fourier amplitude (2 channels)."
+    )
+    critic_steps: int = Field(1, ge=1, le=20, description="E_φ updates per g_θ update.")
+    r1_weight: float = Field(0.0, ge=0.0, le=1000.0, description="R1 gradient penalty on real samples (0 = off).")
     batch_size: int = Field(1, ge=1, le=256, description="Subtomograms per step (per process under DDP).")
     epochs: int = Field(20, ge=1, le=10000, description="Epochs; λ is constant in the first, then decays linearly.")
     steps_per_epoch: int = Field(100, ge=1, le=100000, description="Optimiser steps per epoch.")

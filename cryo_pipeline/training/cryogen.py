@@ -3,15 +3,21 @@
 Each step, with noise levels u·σ (u ~ U(0, 1], fresh per step) and R one of the 20
 wedge rotations:
 
-* x̂ = g_θ(y + ε_g); fake = T_M(R(x̂)); real = y + ε.
-* φ minimises the adversarial loss: low energy for real, high for fake (+ GP for WGAN-GP).
+* x̂ = g_θ(y + ε_g); real and fake come from :func:`~cryo_pipeline.training.critic_inputs.critic_samples`:
+  by default real = C(T_M(y + ε)), fake = C(T_M(R(x̂) + ε′)) with matched noise and C the
+  central half (``critic_input: matched``; the paper's real = y + ε, fake = T_M(R(x̂))
+  gives the critic a shortcut, see that module). E_φ reads them through
+  ``critic_features`` (the volume, optionally with its log Fourier amplitude).
+* φ minimises the adversarial loss ``critic_steps`` times per step: low energy for real,
+  high for fake (+ GP for WGAN-GP, + R1 on real samples with ``r1_weight``).
 * θ minimises  w_adv·L_adv(E_φ(fake)) + ‖T_M(x̂) − y‖²/(2σ_n²)
   + λ·‖g_θ(T_M(R(x̃)) + ε_h) − R(x̃)‖²   with x̃ = g_θ'(y) (no gradient, θ' = the
   parameters before this step), or by default x̃ = T_M(y) + (1 − T_M)(g_θ'(y)), which
-  keeps the measured data exact in the target (``consistency_target``). The consistency residual is taken in the rotated
-  frame (R is a permutation, so the norm is the same as after R⁻¹) and its part in the
-  re-wedged region is weighted extra (``missing_region_weight``).
-* λ is constant for the first epoch, then decays linearly; the learning rates warm up
+  keeps the measured data exact in the target (``consistency_target``). The consistency
+  residual is taken in the rotated frame (R is a permutation, so the norm is the same as
+  after R⁻¹) and its part in the re-wedged region is weighted extra (``missing_region_weight``).
+* λ is constant for the first epoch, then decays linearly; w_adv is constant, or with
+  ``adversarial_weight_start`` rises linearly in λ as λ decays; the learning rates warm up
   linearly over 10 % of the steps, then decay linearly.
 
 ``method="isonet"`` is the IsoNet-style baseline in the same harness: the consistency
@@ -32,15 +38,18 @@ from cryo_pipeline.config.methods import CRYOGEN, ISONET, TRAINED_METHODS
 from cryo_pipeline.config.stages import TrainConfig
 from cryo_pipeline.models import EnergyModel3d, UNetPlusPlus3d
 from cryo_pipeline.ops.rotations import WEDGE_ROTATIONS, rotate_volume
+from cryo_pipeline.training.critic_inputs import critic_channels, critic_samples, critic_view, gaussian_noise
 from cryo_pipeline.training.distributed import ProcessGroup, average_gradients
 from cryo_pipeline.training.losses import (
     apply_rfft_mask,
     energy_model_loss,
     generator_adversarial_loss,
     gradient_penalty,
+    r1_penalty,
     rfft_wedge_mask,
     wedge_weighted_mse,
 )
+from cryo_pipeline.training.schedules import adversarial_weight
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +62,13 @@ def build_generator(cfg: TrainConfig) -> UNetPlusPlus3d:
 def build_energy_model(cfg: TrainConfig) -> EnergyModel3d:
     """E_φ from the training config."""
     c = cfg.disc_channels
-    return EnergyModel3d(1, channels=(c, 2 * c, 4 * c, 4 * c), spectral_norm=cfg.spectral_norm)
+    return EnergyModel3d(critic_channels(cfg.critic_features), channels=(c, 2 * c, 4 * c, 4 * c),
+                         spectral_norm=cfg.spectral_norm)
 
 
 def _level(scale: float, generator: torch.Generator) -> float:
     """A noise level u·scale with u ~ U(0, 1]."""
     return scale * (1.0 - torch.rand((), generator=generator).item())
-
-
-def _noise(like: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(like.shape, generator=generator).to(like.device, like.dtype) * level
 
 
 @dataclass
@@ -97,6 +103,18 @@ class CryoGenStep:
 
         return self.autocast if self.autocast is not None else contextlib.nullcontext()
 
+    def energy(self, samples: torch.Tensor) -> torch.Tensor:
+        """E_φ of ``(b, 1, c, c, c)`` samples, through the configured critic view."""
+        return self.e(critic_view(samples, self.cfg.critic_features)).float()
+
+    def adversarial_weight(self, lam: float) -> float:
+        """The weight of E_φ(fake) in θ's loss at consistency weight ``lam``."""
+        cfg = self.cfg
+        if cfg.adversarial_weight_start is None:
+            return cfg.adversarial_weight
+        return adversarial_weight(lam, lam_start=cfg.consistency_weight, lam_final=cfg.consistency_weight_final,
+                                  start=cfg.adversarial_weight_start, final=cfg.adversarial_weight)
+
     def run(self, y: torch.Tensor, *, lam: float, rng: torch.Generator) -> StepLosses:
         """One step on the batch ``y`` ``(b, 1, c, c, c)`` (already on the device)."""
         cfg, losses = self.cfg, StepLosses()
@@ -111,15 +129,17 @@ class CryoGenStep:
         with self._ctx():
             target = rotate_volume(previous, rotation)
             rewedged = apply_rfft_mask(target, self.mask)
-            rewedged = rewedged + _noise(rewedged, _level(cfg.noise_scale_consistency, rng), rng)
+            rewedged = rewedged + gaussian_noise(rewedged, _level(cfg.noise_scale_consistency, rng), rng)
             consistency = wedge_weighted_mse(self.g(rewedged).float(), target, self.mask,
                                              missing_weight=cfg.missing_region_weight)
             total = lam * consistency
             if self.method == CRYOGEN:
-                adversarial = generator_adversarial_loss(self.e(fake).float(), kind=cfg.adversarial_loss)
+                adversarial = generator_adversarial_loss(self.energy(fake), kind=cfg.adversarial_loss)
                 data = (apply_rfft_mask(x_hat, self.mask) - y).pow(2).mean() / (2.0 * cfg.sigma_n**2)
-                total = total + cfg.adversarial_weight * adversarial + data
+                weight = self.adversarial_weight(lam)
+                total = total + weight * adversarial + data
                 losses.adversarial, losses.data = adversarial.item(), data.item()
+                losses.extra["adversarial_weight"] = weight
         total.backward()
         average_gradients(self.g, self.group)
         self.opt_g.step()
@@ -127,25 +147,35 @@ class CryoGenStep:
         return losses
 
     def _energy_step(self, y, rotation, rng, losses):
-        """φ's update; returns x̂ and fake (with the graph to θ) for θ's update."""
+        """φ's update(s); returns x̂ and fake (with the graph to θ) for θ's update."""
         cfg = self.cfg
         with self._ctx():
-            x_hat = self.g(y + _noise(y, _level(cfg.noise_scale_generator, rng), rng)).float()
-            fake = apply_rfft_mask(rotate_volume(x_hat, rotation), self.mask)
-            real = y + _noise(y, _level(cfg.noise_scale_real, rng), rng)
+            x_hat = self.g(y + gaussian_noise(y, _level(cfg.noise_scale_generator, rng), rng)).float()
         for p in self.e.parameters():
             p.requires_grad_(True)
-        self.opt_e.zero_grad(set_to_none=True)
-        with self._ctx():
-            loss_e = energy_model_loss(self.e(real).float(), self.e(fake.detach()).float(), kind=cfg.adversarial_loss)
-        if cfg.adversarial_loss == "wgan-gp":
-            loss_e = loss_e + cfg.gradient_penalty_weight * gradient_penalty(self.e, real, fake.detach())
-        loss_e.backward()
-        average_gradients(self.e, self.group)
-        self.opt_e.step()
+        for k in range(cfg.critic_steps):  # fresh instance noise for each critic update
+            with self._ctx():
+                real, fake = critic_samples(y, x_hat, self.mask, rotation, level=_level(cfg.noise_scale_real, rng),
+                                            generator=rng, construction=cfg.critic_input)
+            self.opt_e.zero_grad(set_to_none=True)
+            with self._ctx():
+                e_real, e_fake = self.energy(real), self.energy(fake.detach())
+                loss_e = energy_model_loss(e_real, e_fake, kind=cfg.adversarial_loss)
+            if cfg.adversarial_loss == "wgan-gp":
+                view = cfg.critic_features
+                loss_e = loss_e + cfg.gradient_penalty_weight * gradient_penalty(
+                    self.e, critic_view(real, view), critic_view(fake.detach(), view))
+            if cfg.r1_weight > 0:
+                loss_e = loss_e + 0.5 * cfg.r1_weight * r1_penalty(self.e, critic_view(real, cfg.critic_features))
+            loss_e.backward()
+            average_gradients(self.e, self.group)
+            self.opt_e.step()
         for p in self.e.parameters():
             p.requires_grad_(False)  # θ's step differentiates through E_φ, not into it
         losses.energy = loss_e.item()
+        # share of the last critic batch it ranks right (real below fake energy): 0.5 = cannot tell
+        losses.extra["critic_accuracy"] = 0.5 * float((e_real.detach() < 0).float().mean()
+                                                      + (e_fake.detach() > 0).float().mean())
         return x_hat, fake
 
 

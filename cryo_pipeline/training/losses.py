@@ -85,3 +85,10 @@ def wedge_weighted_mse(
         missing = residual - apply_rfft_mask(residual, mask)
         loss = loss + missing_weight * missing.pow(2).mean()
     return loss
+
+
+def r1_penalty(energy_model: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """R1: ‖∇_x E(x)‖² at the real samples (Mescheder et al. 2018), mean over the batch."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy_model(real).sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()

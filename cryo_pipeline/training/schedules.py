@@ -24,3 +24,15 @@ def consistency_weight(
         return start
     progress = (step - steps_per_epoch) / max(1, total_steps - 1 - steps_per_epoch)
     return start + (final - start) * min(1.0, progress)
+
+
+def adversarial_weight(lam: float, *, lam_start: float, lam_final: float, start: float, final: float) -> float:
+    """w_adv that rises as λ decays: ``start`` while λ = ``lam_start``, ``final`` at ``lam_final``.
+
+    Linear in λ between the two (so it follows λ's schedule: constant in the first epoch,
+    then linear); with a constant λ (``lam_start == lam_final``) it is ``final``.
+    """
+    if lam_start == lam_final:
+        return final
+    progress = min(1.0, max(0.0, (lam_start - lam) / (lam_start - lam_final)))
+    return start + (final - start) * progress

@@ -11,8 +11,8 @@ from cryo_pipeline.ops.phantoms import (
     mixed_shapes,
     random_rotation_matrix,
     rotated_map,
-    triangular_prism,
 )
+from cryo_pipeline.ops.prism_phantom import prism_rotation, prism_rotations, prism_stack, triangular_prism
 
 SLAB = (32, 64, 64)
 
@@ -33,7 +33,9 @@ def test_hollow_sphere_is_centred_and_hollow():
     sphere = hollow_sphere()
     for axis in range(3):  # centre (n-1)/2: symmetric under every flip
         np.testing.assert_array_equal(sphere, np.flip(sphere, axis))
-    assert sphere[70, 70, 70] == 0.0 and sphere[70, 70, 70 + 34] == 1.0 and sphere[70, 70, 70 + 36] == 0.0
+    # 30 < r <= 35 about 69.5: index 70 + 34 is r = 34.5 (shell), 70 + 29 is 29.5 and 70 + 35 is 35.5 (outside)
+    assert sphere[70, 70, 70] == 0.0 and sphere[70, 70, 70 + 34] == 1.0 and sphere[70, 70, 70 + 30] == 1.0
+    assert sphere[70, 70, 70 + 29] == 0.0 and sphere[70, 70, 70 + 35] == 0.0
 
 
 def test_hollow_sphere_rejects_shell_thicker_than_radius():
@@ -43,23 +45,43 @@ def test_hollow_sphere_rejects_shell_thicker_than_radius():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_prism_volume_is_triangle_area_times_thickness(seed):
-    prism = triangular_prism(seed=seed)
-    assert prism.sum() == pytest.approx(np.sqrt(3) / 4 * 48.0**2 * 20.0, rel=0.01)
+    # side 40 in 96^3 stays inside the box under any rotation (circumradius 23 + half-thickness 10 < 48)
+    prism = triangular_prism(side_px=40.0, rotation=prism_rotation(seed))
+    assert prism.sum() == pytest.approx(np.sqrt(3) / 4 * 40.0**2 * 20.0, rel=0.01)
 
 
-def test_unrotated_prism_is_extruded_along_y():
-    prism = triangular_prism(random_rotation=False)
-    occupied_y = np.flatnonzero(prism.any(axis=(0, 2)))
-    assert occupied_y.size == 20  # thickness 20 about the centre 47.5
-    cross_sections = prism[:, occupied_y, :]
-    assert np.all(cross_sections == cross_sections[:, :1, :])  # constant along y
-    # equilateral triangle of side 48: height 48·√3/2 along z
-    assert np.flatnonzero(prism.any(axis=(1, 2))).size == pytest.approx(48 * np.sqrt(3) / 2, abs=1.5)
+def test_unrotated_prism_is_a_plate_extruded_along_z():
+    prism = triangular_prism(side_px=48.0)
+    occupied_z = np.flatnonzero(prism.any(axis=(1, 2)))
+    assert occupied_z.size == 20  # thickness 20 about the centre 47.5
+    cross_sections = prism[occupied_z]
+    assert np.all(cross_sections == cross_sections[:1])  # constant along z
+    # equilateral triangle of side 48 in (y, x): height 48·√3/2 along y, base 48 along x
+    assert np.flatnonzero(prism.any(axis=(0, 2))).size == pytest.approx(48 * np.sqrt(3) / 2, abs=1.5)
+    assert np.flatnonzero(prism.any(axis=(0, 1))).size == pytest.approx(48, abs=1.5)
 
 
-def test_prism_rotation_is_seeded():
-    np.testing.assert_array_equal(triangular_prism(seed=5), triangular_prism(seed=5))
-    assert not np.array_equal(triangular_prism(seed=5), triangular_prism(seed=6))
+def test_prism_rotation_is_seeded_proper_and_keeps_the_normal_in_its_cap():
+    np.testing.assert_array_equal(prism_rotation(5), prism_rotation(5))
+    assert not np.array_equal(prism_rotation(5), prism_rotation(6))
+    mats = np.array([prism_rotation(seed, max_tilt_deg=65.0) for seed in range(500)])
+    np.testing.assert_allclose(mats @ mats.transpose(0, 2, 1), np.broadcast_to(np.eye(3), mats.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(mats), 1.0, atol=1e-12)
+    tilt_deg = np.degrees(np.arccos(np.clip(mats[:, 0, 0], -1, 1)))  # angle of R·z from z
+    assert tilt_deg.max() <= 65.0 + 1e-9 and tilt_deg.max() > 60.0
+    # uniform on the cap: cos(tilt) uniform in [cos 65°, 1], mean (1 + cos 65°)/2
+    assert np.cos(np.radians(tilt_deg)).mean() == pytest.approx((1 + np.cos(np.radians(65.0))) / 2, abs=0.03)
+    with pytest.raises(ValueError, match="max_tilt_deg"):
+        prism_rotation(0, max_tilt_deg=200.0)
+
+
+def test_prism_stack_holds_the_ten_rotations_side_by_side_along_y():
+    copies = prism_rotations(32, seeds=range(10, 20))
+    stack = prism_stack(32, seed=1)
+    assert stack.shape == (32, 320, 32)
+    for i, copy in enumerate(copies):
+        np.testing.assert_array_equal(stack[:, 32 * i:32 * (i + 1)], copy)
+    assert len({c.tobytes() for c in copies}) == 10  # ten different orientations
 
 
 def test_random_rotation_is_proper_and_uniform():
@@ -116,10 +138,12 @@ def test_mixed_shapes_rejects_a_volume_too_small():
 
 
 def test_make_phantom_defaults_and_scaling():
-    assert make_phantom("triangular_prism").shape == (96, 96, 96)
+    assert make_phantom("triangular_prism", shape_zyx=(32, 32, 32)).shape == (32, 320, 32)
+    np.testing.assert_array_equal(make_phantom("triangular_prism", shape_zyx=(32, 32, 32), seed=2),
+                                  prism_stack(32, seed=2))
     np.testing.assert_array_equal(
         make_phantom("hollow_sphere", shape_zyx=(70, 70, 70)),
-        hollow_sphere((70, 70, 70), outer_diameter_px=35.0, thickness_px=2.0),
+        hollow_sphere((70, 70, 70), outer_diameter_px=35.0, thickness_px=2.5),
     )
     np.testing.assert_array_equal(make_phantom("hollow_sphere"), hollow_sphere())
     assert set(PHANTOMS) == {"hollow_sphere", "triangular_prism", "mixed_shapes"}

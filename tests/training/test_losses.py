@@ -14,6 +14,7 @@ from cryo_pipeline.training.losses import (
     energy_model_loss,
     generator_adversarial_loss,
     gradient_penalty,
+    r1_penalty,
     rfft_wedge_mask,
     wedge_weighted_mse,
 )
@@ -129,3 +130,14 @@ def test_gradient_penalty_is_the_squared_distance_of_the_gradient_norm_from_one(
 def test_unknown_adversarial_loss_lists_the_kinds(fn):
     with pytest.raises(ValueError, match=r"unknown adversarial loss 'lsgan'; choose one of bce, hinge, wgan-gp"):
         fn("lsgan")
+
+
+@pytest.mark.parametrize("norm", [0.5, 1.0, 3.0])
+def test_r1_penalty_is_the_squared_gradient_norm_at_real_samples(norm):
+    torch.manual_seed(1)
+    w = torch.randn(1, 8, 8, 8)
+    model = _Linear(w / w.norm() * norm)
+    penalty = r1_penalty(model, torch.randn(3, 1, 8, 8, 8))
+    assert penalty.item() == pytest.approx(norm**2, rel=1e-5)
+    penalty.backward()  # trains φ: d‖w‖²/dw = 2w
+    torch.testing.assert_close(model.w.grad, 2 * model.w.detach(), rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryo_pipeline.training.schedules import consistency_weight, warmup_linear_decay
+from cryo_pipeline.training.schedules import adversarial_weight, consistency_weight, warmup_linear_decay
 
 
 @pytest.mark.parametrize(("total", "fraction"), [(100, 0.1), (18, 0.1), (200, 0.25), (7, 0.5)])
@@ -50,3 +50,14 @@ def test_consistency_weight_constant_in_first_epoch_then_linear_to_final(start, 
 def test_consistency_weight_single_epoch_is_constant():
     lam = [consistency_weight(s, steps_per_epoch=5, total_steps=5, start=1.0, final=0.5) for s in range(5)]
     assert lam == [1.0] * 5
+
+
+def test_adversarial_weight_rises_linearly_as_lambda_decays():
+    weight = lambda lam: adversarial_weight(lam, lam_start=1.0, lam_final=0.2, start=0.0, final=0.4)  # noqa: E731
+    assert weight(1.0) == 0.0 and weight(0.2) == pytest.approx(0.4)
+    assert weight(0.6) == pytest.approx(0.2)  # half-way in λ, half-way in w_adv
+    lams = [consistency_weight(s, steps_per_epoch=10, total_steps=50, start=1.0, final=0.2) for s in range(50)]
+    weights = np.array([weight(lam) for lam in lams])
+    assert (weights[:10] == 0).all() and (np.diff(weights) >= 0).all() and weights[-1] == pytest.approx(0.4)
+    # a constant λ (the IsoNet-style schedule, or start == final) leaves the final weight
+    assert adversarial_weight(0.5, lam_start=0.5, lam_final=0.5, start=0.0, final=0.4) == 0.4
