@@ -8,7 +8,7 @@ dry-run time with the key's name.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,15 @@ class ProjectConfig(StageConfig):
 
     detector_width_px: int | None = Field(
         None, ge=1, description="Detector width in pixels; empty = the volume's x size."
+    )
+    projector: Literal["supersampled", "footprint"] = Field(
+        "supersampled",
+        description="supersampled: bicubic ray sampling, k-fold finer in ray step and detector, binned "
+        "(independent of the projector CN and WBP invert: no inverse crime); footprint: the same sparse "
+        "footprint projector CN fits through (the inverse crime; flatters CN and WBP).",
+    )
+    supersampling: int = Field(
+        2, ge=1, le=8, description="projector: supersampled: ray samples per voxel and line integrals per pixel."
     )
 
 
@@ -229,13 +238,18 @@ class CnConfig(StageConfig):
         description="Density >= 0 (softplus output). Right for phantoms, maps and tilt series with density bright "
         "on a ~0 background; set false for data whose background is not ~0 (e.g. raw cryo-ET contrast).",
     )
-    slab_px: int | None = Field(
-        None, ge=1, description="Core rows per slab; empty = from params_per_voxel (the paper's ratio)."
+    slab_px: Annotated[int, Field(ge=1)] | Literal["all"] | None = Field(
+        None,
+        description="Core rows per slab; 'all' = one network on the whole volume (no halo, no blending); "
+        "empty = from params_per_voxel (the paper's ratio; one network when that covers the height).",
     )
     params_per_voxel: float = Field(
         0.125, gt=0.0, le=100.0, description="Network parameters per slab voxel when slab_px is empty (paper: 1/8)."
     )
-    halo_px: int = Field(4, ge=0, description="Rows fitted beyond each side of the slab and blended in y; < slab_px.")
+    halo_px: int = Field(
+        4, ge=0, description="Rows fitted beyond each side of the slab and blended in y; < slab_px; unused with "
+        "one slab."
+    )
     thickness_px: int | None = Field(
         None, ge=1, description="Reconstructed z thickness for real tilt series; empty = the detector width."
     )
@@ -247,9 +261,14 @@ class CnConfig(StageConfig):
     loss: Literal["l1", "l2"] = Field("l1", description="Projection loss.")
     tv_weight: float = Field(0.0, ge=0.0, le=100.0, description="λ of the total-variation term (0 = off).")
     seed_window: Literal["slab", "volume"] = Field(
-        "slab",
-        description="slab: the seed network fits the middle slab's window (the paper); volume: rows drawn from the "
-        "whole height (with rows_per_step), so every slab starts from a network that has seen its rows.",
+        "volume",
+        description="volume: the seed network fits rows from the whole height, so every slab starts from a network "
+        "that has seen its rows; slab: the middle slab's window (the paper).",
+    )
+    slab_optimizer: Literal["continue", "restart"] = Field(
+        "continue",
+        description="continue: every slab carries on the seed's Adam moments (its weights and optimiser are the "
+        "seed's fit, continued on the slab's rows); restart: a fresh Adam from the seed's weights (the paper).",
     )
     seed_iterations: int = Field(2000, ge=1, le=1000000, description="Iterations of the seed slab (random init).")
     seed_lr_start: float = Field(1e-3, gt=0.0, le=1.0, description="Seed slab: learning rate at the first step.")

@@ -28,8 +28,8 @@ NUMERIC_COLUMNS = (
     "dfsc_missing_mean", "wedge_fill", "runtime_s", "voxel_size_angstrom",
     "tilt_min_deg", "tilt_max_deg",
 )
-OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth")
-"""Metrics only some methods have (``seam_ratio``: CN); absent is not worth a warning."""
+OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper")
+"""Metrics only some methods or newer tables have (``seam_ratio``: CN); absent is not worth a warning."""
 REQUIRED_COLUMNS = ("dataset", "method", "volume_path")
 
 

@@ -17,6 +17,7 @@ from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
+from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
 from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
@@ -30,8 +31,10 @@ METRIC_COLUMNS = (
     "corruption",
     "psnr_db",
     "psnr_paper_db",
+    "psnr_cn_paper_db",
     "ssim",
     "ssim_global",
+    "ssim_cn_paper",
     "fit_a",
     "fit_b",
     "fsc_resolution_angstrom",
@@ -113,6 +116,9 @@ def run(
         scores = scored_metrics(volume.data, truth.data)
         if not cfg.windowed_ssim:
             scores["ssim"] = math.nan
+        if float(volume.data.max()) > float(volume.data.min()):  # the CN paper's code rescales both to [0, 1]
+            scores["psnr_cn_paper_db"] = psnr_cn_paper_db(volume.data, truth.data)
+            scores["ssim_cn_paper"] = ssim_cn_paper(volume.data, truth.data)
         fsc = fsc_metrics(volume.data, truth.data, angles_deg=angles, voxel_size_angstrom=truth.voxel_size_angstrom)
         curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
         row.update({k: v for k, v in scores.items() if k in row})

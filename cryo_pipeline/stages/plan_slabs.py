@@ -71,8 +71,11 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
     else:
         depth = cfg.thickness_px or width
     n_parameters = count_parameters(siren_from_config(cfg))
-    slab = cfg.slab_px or slab_rows_from_ratio(n_parameters, depth_px=depth, width_px=width,
-                                               ratio=cfg.params_per_voxel, height_px=height)
+    if cfg.slab_px == "all":
+        slab = height
+    else:
+        slab = cfg.slab_px or slab_rows_from_ratio(n_parameters, depth_px=depth, width_px=width,
+                                                   ratio=cfg.params_per_voxel, height_px=height)
     try:
         plan = plan_slabs(height, slab_px=slab, halo_px=cfg.halo_px)
     except ValueError as error:

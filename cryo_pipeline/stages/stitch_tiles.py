@@ -9,6 +9,10 @@ The outputs are the same as a single ``predict_cryogen`` job's (volume Zarr, MRC
 ``slab_boundaries_y`` (CN slabs), the record also gets the ``seam_ratio``
 (:func:`cryo_pipeline.ops.slabs.seam_ratio`, computed on the cluster).
 
+One store holding one tile that covers the whole volume (a CN plan of one slab: one
+network on the whole volume) needs no blending: its tile is written as the volume
+without starting a cluster.
+
 Runtime in the record: the groups run in parallel, so
 ``runtime_s = train_s + max over groups of predict_s + stitch_s``, where ``train_s``
 is the training time the groups read from the model's record, ``predict_s`` each
@@ -28,7 +32,7 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import StitchConfig
 from cryo_pipeline.io.mrc import open_mrc_for_writing
 from cryo_pipeline.io.tile_store import open_tile_store
-from cryo_pipeline.io.zarr_store import open_volume_zarr
+from cryo_pipeline.io.zarr_store import create_volume_zarr, open_volume_zarr
 from cryo_pipeline.ops.blending import release_pages
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
@@ -95,13 +99,12 @@ def run(
     method = first.get("method", "stitched")
     start = time.perf_counter()
     with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
-        with start_cluster(**_cluster_options(cfg, threads, memory_limit_mb, scheduler_address)) as client:
-            stitch_tile_stores(tile_stores, tmp_zarr, client=client, chunks=(cfg.chunk_px,) * 3)
+        if _write_whole_tile(tile_stores, tmp_zarr, chunk_px=cfg.chunk_px):
+            log.info("one tile covers the whole volume: written as is, no blending")
             seams = {}
-            if boundaries:
-                seams = {"seam_ratio": seam_ratio(row_step_means_zarr(tmp_zarr, client=client), boundaries),
-                         "slab_boundaries_y": list(boundaries)}
-                log.info("seam ratio across %d slab boundaries: %.3f", len(boundaries), seams["seam_ratio"])
+        else:
+            seams = _blend(tile_stores, tmp_zarr, boundaries,
+                           _cluster_options(cfg, threads, memory_limit_mb, scheduler_address), chunk_px=cfg.chunk_px)
         stitch_s = time.perf_counter() - start
         volume = open_volume_zarr(tmp_zarr)
         voxel_size = float(volume.attrs["voxel_size_angstrom"])
@@ -125,6 +128,33 @@ def run(
                                 "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
                                 "tile_stores": [str(p) for p in tile_stores], "model": first.get("model"),
                                 "stitch": cfg.model_dump(mode="json"), **seams})
+
+
+def _blend(tile_stores: Sequence[Path], target: Path, boundaries, options: dict, *, chunk_px: int) -> dict:
+    """Blend the stores on a Dask cluster into ``target``; the seam ratio when there are slab boundaries."""
+    with start_cluster(**options) as client:
+        stitch_tile_stores(tile_stores, target, client=client, chunks=(chunk_px,) * 3)
+        if not boundaries:
+            return {}
+        seams = {"seam_ratio": seam_ratio(row_step_means_zarr(target, client=client), boundaries),
+                 "slab_boundaries_y": list(boundaries)}
+    log.info("seam ratio across %d slab boundaries: %.3f", len(boundaries), seams["seam_ratio"])
+    return seams
+
+
+def _write_whole_tile(tile_stores: Sequence[Path], target: Path, *, chunk_px: int) -> bool:
+    """Write the volume from a single store's single whole-volume tile; False if there is more to blend."""
+    if len(tile_stores) != 1:
+        return False
+    tiles, attrs = open_tile_store(tile_stores[0])
+    if tiles.shape[0] != 1 or tuple(attrs["tile_px"]) != tuple(attrs["volume_shape_zyx"]):
+        return False
+    volume = create_volume_zarr(target, attrs["volume_shape_zyx"], chunks=(chunk_px,) * 3,
+                                voxel_size_angstrom=float(attrs["voxel_size_angstrom"]),
+                                tilt_min_deg=attrs.get("tilt_min_deg"), tilt_max_deg=attrs.get("tilt_max_deg"),
+                                provenance=attrs.get("provenance"))
+    volume[...] = tiles[0]
+    return True
 
 
 def _cluster_options(cfg: StitchConfig, threads: int, memory_limit_mb: int | None,

@@ -18,6 +18,7 @@ from cryo_pipeline.ops.phantoms import make_phantom
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 from cryo_pipeline.stages import fit_slab, plan_slabs, stitch_tiles
+from cryo_pipeline.training.cn_fit import evaluate_window
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -141,3 +142,51 @@ def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(cn_tilt_series, tmp_path):
     # A 32-row phantom's own rows differ more at these 7 seams than elsewhere (ratio ~1.3), so the raw
     # ratio cannot reach 1.2 for any faithful reconstruction; what the slabs must not do is add a seam:
     assert record["seam_ratio"] <= max(1.2, 1.05 * truth_ratio)
+
+
+def test_slab_px_all_and_a_ratio_covering_the_height_give_one_network_without_halo(cn_tilt_series, tmp_path):
+    """Regression (issue 14): the ratio asked for one 64-row slab, and halo 4 made a 72-row window (> 64)."""
+    truth = np.zeros((48, 64, 64), np.float32)
+    truth[10:30, 20:40, 20:44] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES[::6])
+    demo_like = CnConfig(width=128, n_hidden_layers=3, slab_px=None, halo_px=4)  # the ratio gives >= 64 rows
+    for name, cfg in (("ratio", demo_like), ("all", TINY.model_copy(update={"slab_px": "all"}))):
+        plan = plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
+                              cfg=cfg, out=tmp_path / f"{name}.json", reference_volume_path=tmp_path / "gt.mrc")
+        assert (plan.n_slabs, plan.halo_px, plan.window(0), plan.boundaries_y) == (1, 0, (0, 64), ())
+
+
+def test_one_slab_is_one_network_written_without_blending(cn_tilt_series, tmp_path):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    cfg = TINY.model_copy(update={"slab_px": "all"})
+    plan = _run_all(tmp_path, row, cfg)
+    assert plan.n_slabs == 1
+    record = json.loads((tmp_path / "cn.json").read_text())
+    assert "seam_ratio" not in record and record["n_groups"] == 1
+    # the volume is the single network's evaluation, unblended
+    tile, _ = read_volume_zarr(tmp_path / "cn.zarr")
+    state = torch.load(tmp_path / "slab_0.pt", weights_only=True)
+    net = plan_slabs.siren_from_config(cfg)
+    net.load_state_dict(state["state_dict"])
+    plan_record = json.loads((tmp_path / "plan.json").read_text())
+    direct = evaluate_window(net, volume_shape_zyx=truth.shape, window_y=(0, 12), scale=plan_record["value_scale"])
+    np.testing.assert_array_equal(tile, direct)
+    np.testing.assert_array_equal(read_mrc(tmp_path / "cn.mrc").data, direct)
+    # the seed fitted every row, and slab 0 continued its Adam moments: one optimiser run of both schedules
+    assert state["optimizer"]["state"][0]["step"] == cfg.seed_iterations + cfg.slab_iterations
+
+
+@pytest.mark.parametrize("mode, steps", [("continue", TINY.seed_iterations + TINY.slab_iterations),
+                                         ("restart", TINY.slab_iterations)])
+def test_slabs_continue_or_restart_the_seeds_adam(cn_tilt_series, tmp_path, mode, steps):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    cfg = TINY.model_copy(update={"slab_optimizer": mode})
+    plan = _run_all(tmp_path, row, cfg)
+    seed = torch.load(tmp_path / "seed.pt", weights_only=True)
+    assert seed["optimizer"]["state"][0]["step"] == cfg.seed_iterations
+    for i in range(plan.n_slabs):
+        assert torch.load(tmp_path / f"slab_{i}.pt", weights_only=True)["optimizer"]["state"][0]["step"] == steps
