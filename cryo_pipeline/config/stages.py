@@ -233,10 +233,11 @@ class CnConfig(StageConfig):
     w0: float = Field(30.0, gt=0.0, le=1000.0, description="SIREN frequency factor.")
     fourier_features: int = Field(0, ge=0, le=4096, description="Gaussian Fourier features before the SIREN; 0 = off.")
     fourier_scale: float = Field(4.0, gt=0.0, le=1000.0, description="Std of the Fourier-feature frequencies.")
-    nonnegative: bool = Field(
-        True,
-        description="Density >= 0 (softplus output). Right for phantoms, maps and tilt series with density bright "
-        "on a ~0 background; set false for data whose background is not ~0 (e.g. raw cryo-ET contrast).",
+    nonnegative: bool | Literal["auto"] = Field(
+        "auto",
+        description="Density >= 0 (softplus output): right for densities bright on a ~0 background. auto: true "
+        "for the built-in phantoms, false for maps and real data (a soft or negative solvent, raw cryo-ET "
+        "contrast), decided per dataset.",
     )
     slab_px: Annotated[int, Field(ge=1)] | Literal["all"] | None = Field(
         None,

@@ -40,7 +40,7 @@ from cryo_pipeline.io.tile_store import write_tile_store
 from cryo_pipeline.ops.projector import ParallelBeamProjector
 from cryo_pipeline.ops.slabs import SlabPlan
 from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
-from cryo_pipeline.stages.plan_slabs import read_plan, siren_from_config
+from cryo_pipeline.stages.plan_slabs import read_plan, resolve_for_dataset, siren_from_config
 from cryo_pipeline.training.cn_fit import FitSettings, evaluate_window, fit_window
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def _load_weights(path: Path, cfg: CnConfig, device: torch.device) -> tuple[torc
 
 def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cfg: CnConfig, out_model: Path) -> None:
     """Fit the seed network from random initialisation (the middle slab, or rows of the whole volume)."""
+    cfg = resolve_for_dataset(cfg, dataset)
     device = _device(cfg)
     plan, record = read_plan(plan_path)
     index = plan.seed_index()
@@ -160,6 +161,7 @@ def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cf
 def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_meta: Path | None, slab: int,
              dataset: DatasetRow, cfg: CnConfig, out_tiles: Path, out_model: Path) -> None:
     """Fit slab ``slab`` from ``init_model``; write its tile store, weights and record."""
+    cfg = resolve_for_dataset(cfg, dataset)
     device = _device(cfg)
     plan, record = read_plan(plan_path)
     if not 0 <= slab < plan.n_slabs:

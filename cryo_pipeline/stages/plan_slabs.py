@@ -28,11 +28,20 @@ from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_plan", "run", "siren_from_config"]
+__all__ = ["read_plan", "resolve_for_dataset", "run", "siren_from_config"]
+
+
+def resolve_for_dataset(cfg: CnConfig, dataset: DatasetRow) -> CnConfig:
+    """``cfg`` with ``nonnegative: auto`` decided for ``dataset``: true for a built-in phantom, else false."""
+    if cfg.nonnegative != "auto":
+        return cfg
+    return cfg.model_copy(update={"nonnegative": dataset.is_phantom})
 
 
 def siren_from_config(cfg: CnConfig) -> Siren:
-    """The network every slab of a run uses (same architecture and initial weights)."""
+    """The network every slab of a run uses (same architecture and initial weights); ``cfg`` resolved."""
+    if cfg.nonnegative == "auto":
+        raise ValueError("cn.nonnegative is 'auto': resolve it for the dataset first (resolve_for_dataset)")
     return Siren(width=cfg.width, n_hidden_layers=cfg.n_hidden_layers, w0=cfg.w0,
                  fourier_features=cfg.fourier_features, fourier_scale=cfg.fourier_scale,
                  nonnegative=cfg.nonnegative, seed=cfg.seed)
@@ -61,6 +70,7 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
     reference volume (synthetic data), else ``cfg.thickness_px``, else ``w``.
     """
     tilt_series_path, angles_path = Path(tilt_series_path), Path(angles_path)
+    cfg = resolve_for_dataset(cfg, dataset)
     header = read_mrc_header(tilt_series_path)
     n_images, height, width = (int(n) for n in header["shape_zyx"])
     angles = read_tilt_angles(angles_path)
@@ -94,14 +104,16 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
         "n_parameters": int(n_parameters),
         "params_per_voxel": n_parameters / (depth * plan.slab_px * width),
         "schedule": cfg.schedule,
+        "nonnegative": cfg.nonnegative,
         "tilt_series": str(tilt_series_path),
         "dataset": dataset.model_dump(mode="json"),
         "provenance": provenance_record(config=cfg.model_dump(mode="json")),
     }
     atomic_write_text(Path(out), json.dumps(record, indent=2) + "\n")
     log.info("%s: %d slabs of %d rows (+%d halo) over %d rows, volume %s, %d/%d tilts, %d parameters per network "
-             "(%.3g per voxel)", dataset.dataset, plan.n_slabs, plan.slab_px, plan.halo_px, height,
-             (depth, height, width), keep.size, n_images, n_parameters, record["params_per_voxel"])
+             "(%.3g per voxel), %s output", dataset.dataset, plan.n_slabs, plan.slab_px, plan.halo_px, height,
+             (depth, height, width), keep.size, n_images, n_parameters, record["params_per_voxel"],
+             "non-negative" if cfg.nonnegative else "signed")
     return plan
 
 

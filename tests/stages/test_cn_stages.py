@@ -168,7 +168,7 @@ def test_one_slab_is_one_network_written_without_blending(cn_tilt_series, tmp_pa
     # the volume is the single network's evaluation, unblended
     tile, _ = read_volume_zarr(tmp_path / "cn.zarr")
     state = torch.load(tmp_path / "slab_0.pt", weights_only=True)
-    net = plan_slabs.siren_from_config(cfg)
+    net = plan_slabs.siren_from_config(plan_slabs.resolve_for_dataset(cfg, row))
     net.load_state_dict(state["state_dict"])
     plan_record = json.loads((tmp_path / "plan.json").read_text())
     direct = evaluate_window(net, volume_shape_zyx=truth.shape, window_y=(0, 12), scale=plan_record["value_scale"])
