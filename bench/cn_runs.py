@@ -20,7 +20,8 @@ import yaml
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig, ProjectConfig, SimulateConfig, StitchConfig, WbpConfig
-from cryo_pipeline.io.mrc import read_mrc
+from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.ops.binning import bin_volume_3d
 from cryo_pipeline.ops.fsc import fsc_metrics
 from cryo_pipeline.ops.metrics import scored_metrics
 from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
@@ -42,15 +43,23 @@ def demo_cn_config(**update) -> CnConfig:
 def simulate_case(folder: Path, *, source: str, seed: int, snr: float | None, shape_zyx=None,
                   projector: str = "supersampled", voxel_size_angstrom: float = 10.0,
                   tilt_range_deg: tuple[float, float] = (-60.0, 60.0), tilt_step_deg: float = 2.0,
-                  map_normalize: bool = True) -> DatasetRow:
-    """Ground truth ``gt.mrc`` and tilt series ``ts.mrc`` + ``ts.tlt`` in ``folder``; the sheet row."""
+                  bin_factor: float = 1.0) -> DatasetRow:
+    """Ground truth ``gt.mrc`` and tilt series ``ts.mrc`` + ``ts.tlt`` in ``folder``; the sheet row.
+
+    A map is rotated (seeded) and normalised by ``simulate_volume``, then Fourier-binned by
+    ``bin_factor`` (CPU scale) before it is projected.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     shape = "x".join(str(n) for n in shape_zyx) if shape_zyx is not None else None
     row = DatasetRow(dataset=f"{Path(source).stem}_{seed}", kind="synthetic", source=source,
                      voxel_size_angstrom=voxel_size_angstrom, tilt_min_deg=tilt_range_deg[0],
                      tilt_max_deg=tilt_range_deg[1], tilt_step_deg=tilt_step_deg, corruption="tiltseries",
                      snr=snr, methods=("wbp", "cn"), seed=seed, shape_px=shape)
-    simulate_volume.run(dataset=row, cfg=SimulateConfig(map_normalize=map_normalize), out=folder / "gt.mrc")
+    simulate_volume.run(dataset=row, cfg=SimulateConfig(), out=folder / "gt.mrc")
+    if bin_factor != 1.0:
+        truth = read_mrc(folder / "gt.mrc")
+        write_mrc(folder / "gt.mrc", bin_volume_3d(truth.data, factor=bin_factor),
+                  voxel_size_angstrom=truth.voxel_size_angstrom * bin_factor)
     project_tilt_series.run(volume_path=folder / "gt.mrc", dataset=row, cfg=ProjectConfig(projector=projector),
                             out=folder / "ts.mrc", angles_out=folder / "ts.tlt")
     return row
@@ -108,7 +117,7 @@ def run_wbp(folder: Path, row: DatasetRow, cfg: WbpConfig | None = None) -> tupl
 def score(volume: np.ndarray, truth: np.ndarray, *, angles_deg, boundaries_y: Sequence[int] = ()) -> dict:
     """The evaluate stage's metrics (both papers' and ours) and the seam ratios at ``boundaries_y``."""
     scores = scored_metrics(volume, truth)
-    fsc = fsc_metrics(volume, truth, angles_deg=angles_deg, voxel_size_angstrom=10.0)
+    fsc = fsc_metrics(volume, truth, angles_deg=angles_deg, voxel_size_angstrom=1.0)  # means do not need Å
     steps = lambda v: np.abs(np.diff(np.asarray(v, np.float64), axis=1)).mean(axis=(0, 2))  # noqa: E731
     return {**{k: scores[k] for k in ("psnr_db", "psnr_paper_db", "ssim", "ssim_global")},
             "psnr_cn_paper_db": psnr_cn_paper_db(volume, truth), "ssim_cn_paper": ssim_cn_paper(volume, truth),
