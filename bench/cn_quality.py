@@ -82,7 +82,8 @@ def run(*, quick: bool = False) -> BenchResult:
         "psnr_cn_paper_db / ssim_cn_paper: the CN paper code's metric (per-y-slice PSNR after [0, 1] rescale and "
         "mean/std matching; mean 2D SSIM over z-planes); paper_psnr_db / paper_ssim: its Table 1 (1024 x 1024 x "
         "256, IMOD for wbp) - same protocol and metric, not the same size or compute",
-        "psnr_db / ssim: ours (ground truth to [0, 1], a·v+b fit, windowed 3D SSIM); psnr_paper_db: the printed formula",
+        "psnr_db / ssim: ours (ground truth to [0, 1], a·v+b fit, windowed 3D SSIM); psnr_paper_db: the printed "
+        "formula",
         f"cn config: {cfg.model_dump(mode='json')}",
         "machine shared with other jobs while measuring; single-threaded torch",
     ]

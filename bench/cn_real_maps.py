@@ -61,7 +61,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         by_method = {m: {r["seed"]: r for r in rows if r["map"] == name and r["method"] == m} for m in ("wbp", "cn")}
         for method, per_seed in by_method.items():
             mine = list(per_seed.values())
-            entry = {"map": name, "method": method, "seeds": len(mine), "shape_zyx": "x".join(map(str, mine[0]["shape_zyx"]))}
+            entry = {"map": name, "method": method, "seeds": len(mine),
+                     "shape_zyx": "x".join(map(str, mine[0]["shape_zyx"]))}
             for key in SCORE_KEYS:
                 entry[key] = mean_sd([r[key] for r in mine], 2 if "psnr" in key else 3)
             entry["seconds"] = mean_sd([r["seconds"] for r in mine], 1)

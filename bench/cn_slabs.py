@@ -1,9 +1,11 @@
 """Benchmark "cn_slabs": N parallel slab jobs, stitched, against one network at equal total compute.
 
-Cases: mixed shapes and the hollow sphere, 48 × 64 × 64 (the demo's size), ±60° every 2°,
-SNR 10, simulated with the independent projector; 3 seeds (phantom instance, noise and
-network initialisation). Each arm runs the pipeline's own stages with the demo's ``cn``
-config (:func:`bench.cn_runs.demo_cn_config`): one network (``slab_px: all``: the seed
+Cases: mixed shapes and the hollow sphere, 32 × 48 × 48, ±60° every 2°, SNR 10, simulated
+with the independent projector; 3 seeds (phantom instance, noise and network
+initialisation). CPU scale (:data:`SCALE`): the demo's ``cn`` config
+(:func:`bench.cn_runs.demo_cn_config`, its schedule and optimiser settings) on a SIREN of
+3 × 64 with 200 seed and 100 slab iterations, so that the 18 fits take minutes on a shared
+CPU. Each arm runs the pipeline's own stages: one network (``slab_px: all``: the seed
 fit continued on the whole volume) with ``seed_iterations + K`` optimiser steps, and
 N-slab plans (N = 2, 4) with ``seed_iterations + N · (K / N)`` steps, K = 4 ×
 ``slab_iterations`` of the demo; every step sees ``rows_per_step`` rows, so the step count
@@ -32,6 +34,9 @@ from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.slabs import plan_slabs
 
 CASES = (("shapes", "mixed_shapes"), ("sphere", "hollow_sphere"))
+SHAPE_ZYX = (32, 48, 48)
+SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100}
+"""CPU scale of the benchmark (on top of the demo's cn section)."""
 SLAB_COUNTS = (2, 4)
 BOUND_PSNR_DB = 0.3
 BOUND_SSIM = 0.005
@@ -47,10 +52,10 @@ def arm_configs(base, *, slab_counts=SLAB_COUNTS, height_px: int) -> dict[str, o
     return arms
 
 
-def measure(*, sources=CASES, seeds=(0, 1, 2), shape_zyx=(48, 64, 64), base=None, slab_counts=SLAB_COUNTS,
+def measure(*, sources=CASES, seeds=(0, 1, 2), shape_zyx=SHAPE_ZYX, base=None, slab_counts=SLAB_COUNTS,
             arms=None, progress=print) -> list[dict]:
     """One row per (case, seed, arm) with :data:`SCORE_KEYS`, times and steps."""
-    base = base or demo_cn_config()
+    base = base or demo_cn_config(**SCALE)
     arms = arms or arm_configs(base, slab_counts=slab_counts, height_px=shape_zyx[1])
     angles = np.arange(-60.0, 60.01, 2.0)
     reference = plan_slabs(shape_zyx[1], slab_px=math.ceil(shape_zyx[1] / slab_counts[0]), halo_px=base.halo_px)
@@ -113,8 +118,8 @@ def run(*, quick: bool = False) -> BenchResult:
         base = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
         rows = measure(sources=CASES[:1], seeds=(0,), shape_zyx=(32, 32, 32), base=base)
     else:
-        base = demo_cn_config()
-        rows = measure()
+        base = demo_cn_config(**SCALE)
+        rows = measure(base=base)
     table = summarise(rows)
     notes = [
         "equal compute: every arm takes seed_iterations + 4 x slab_iterations optimiser steps of rows_per_step "
@@ -125,9 +130,46 @@ def run(*, quick: bool = False) -> BenchResult:
         f"bound (issue 14): slab - one network >= -{BOUND_PSNR_DB} dB PSNR (ours) and >= -{BOUND_SSIM} SSIM "
         "(ours), missing-region dFSC not lower by more than its sd over seeds; d_* are paired differences",
         f"seam_ratio of the one-network row: at the {SLAB_COUNTS[0]}-slab plan's boundaries (it has none of its own)",
-        f"config: the demo's cn section {base.model_dump(mode='json')}",
+        f"config: the demo's cn section at CPU scale {base.model_dump(mode='json')}",
     ]
-    return BenchResult(name="cn_slabs", params={"quick": quick, "shape_zyx": [32, 32, 32] if quick else [48, 64, 64],
+    return BenchResult(name="cn_slabs", params={"quick": quick, "shape_zyx": [32, 32, 32] if quick else list(SHAPE_ZYX),
                                                 "tilts": "-60:2:60", "snr": 10, "projector": "supersampled",
                                                 "seeds": 1 if quick else 3, "per_seed": rows},
                        rows=table, notes=notes)
+
+
+def ablation_arms(base) -> dict[str, object]:
+    """One cause at a time, from the old design (paper-like) to the new one, all at 4 slabs and equal compute."""
+    four = math.ceil(SHAPE_ZYX[1] / 4)
+    budget = 4 * base.slab_iterations
+    old = base.model_copy(update={"slab_px": four, "halo_px": 4, "seed_window": "slab", "slab_optimizer": "restart",
+                                  "seed_lr_end": 1e-4, "slab_lr_start": 3e-4, "slab_lr_end": 3e-5})
+    seed_volume = old.model_copy(update={"seed_window": "volume"})
+    continuous = seed_volume.model_copy(update={"seed_lr_end": base.seed_lr_end, "slab_lr_start": base.slab_lr_start,
+                                                "slab_lr_end": base.slab_lr_end})
+    return {
+        "one network": base.model_copy(update={"slab_px": "all", "slab_iterations": budget}),
+        "old: seed on middle slab, restart at 3e-4, halo 4": old,
+        "+ seed on the whole height": seed_volume,
+        "+ slab lr continues the seed's decay (fresh Adam)": continuous,
+        "+ Adam moments carried over (halo 4)": continuous.model_copy(update={"slab_optimizer": "continue"}),
+        "+ halo 2": continuous.model_copy(update={"slab_optimizer": "continue", "halo_px": 2}),
+        "+ halo 0 (no blending)": continuous.model_copy(update={"slab_optimizer": "continue", "halo_px": 0}),
+    }
+
+
+@register("cn_slab_ablation")
+def run_ablation(*, quick: bool = False) -> BenchResult:
+    """The candidate causes of the slab loss, one at a time (mixed shapes, 4 slabs, equal compute, 3 seeds)."""
+    torch.set_num_threads(1)
+    base = demo_cn_config(**SCALE)
+    if quick:
+        base = base.model_copy(update={"width": 32, "n_hidden_layers": 2, "seed_iterations": 20,
+                                       "slab_iterations": 10})
+    rows = measure(sources=CASES[:1], seeds=(0,) if quick else (0, 1, 2), base=base, arms=ablation_arms(base))
+    notes = ["each row changes one thing from the row above (one network: the reference at equal compute)",
+             "shapes = mixed_shapes 32 x 48 x 48, SNR 10, independent projector; d_* = row - one network, paired",
+             f"base config (CPU scale of the demo's cn section): {base.model_dump(mode='json')}",
+             "machine shared with other jobs while measuring; single-threaded torch"]
+    return BenchResult(name="cn_slab_ablation", params={"quick": quick, "shape_zyx": list(SHAPE_ZYX),
+                                                         "per_seed": rows}, rows=summarise(rows), notes=notes)

@@ -23,6 +23,7 @@ from cryo_pipeline.training.cn_fit import evaluate_window
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ANGLES = np.arange(-60, 60.01, 2.0)
+SLAB_TEST_HALO_PX = 2
 TINY = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=3,
                 rows_per_step=2)
 
@@ -190,3 +191,47 @@ def test_slabs_continue_or_restart_the_seeds_adam(cn_tilt_series, tmp_path, mode
     assert seed["optimizer"]["state"][0]["step"] == cfg.seed_iterations
     for i in range(plan.n_slabs):
         assert torch.load(tmp_path / f"slab_{i}.pt", weights_only=True)["optimizer"]["state"][0]["step"] == steps
+
+
+@pytest.mark.slow
+def test_stitched_slabs_match_one_network_at_equal_compute(tmp_path):
+    """Issue 14 bound at CPU scale (bench cn_slabs' setting, one seed): 4 parallel slab jobs, stitched, within
+    0.3 dB PSNR and 0.005 SSIM of one network fitted on the whole volume with the same optimiser steps, no worse
+    missing-region dFSC, and no seam beyond the ground truth's own."""
+    from cryo_pipeline.io.mrc import write_mrc
+    from cryo_pipeline.ops.metrics import psnr_db, ssim
+    from cryo_pipeline.ops.noise import add_gaussian_noise
+    from cryo_pipeline.ops.projector_supersampled import project_3d_supersampled
+
+    truth = make_phantom("mixed_shapes", shape_zyx=(32, 48, 48), seed=0)
+    write_mrc(tmp_path / "gt.mrc", truth, voxel_size_angstrom=10.0)
+    series = add_gaussian_noise(project_3d_supersampled(truth, ANGLES), snr=10.0, seed=0)
+    write_mrc(tmp_path / "ts.mrc", series, voxel_size_angstrom=10.0)
+    (tmp_path / "ts.tlt").write_text("\n".join(f"{a:g}" for a in ANGLES) + "\n")
+    row = DatasetRow(dataset="bound", kind="tiltseries", source=str(tmp_path / "ts.mrc"),
+                     angles=str(tmp_path / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
+                     methods=("cn",))
+    base = CnConfig(width=64, n_hidden_layers=3, nonnegative=True, halo_px=SLAB_TEST_HALO_PX, seed_iterations=200,
+                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=8, device="cpu")
+    scores = {}
+    for name, update in (("one", {"slab_px": "all", "slab_iterations": 400}), ("slabs", {"slab_px": 12,
+                                                                                        "slab_iterations": 100})):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("gt.mrc", "ts.mrc", "ts.tlt"):
+            (folder / f).symlink_to(tmp_path / f)
+        plan = _run_all(folder, row, base.model_copy(update=update), StitchConfig(chunk_px=32))
+        cn = read_mrc(folder / "cn.mrc").data
+        scores[name] = {"psnr": psnr_db(cn, truth), "ssim": ssim(cn, truth),
+                        "missing": dfsc_missing_mean(directional_fsc(cn, truth, angles_deg=ANGLES)[2])}
+        if plan.n_slabs > 1:
+            record = json.loads((folder / "cn.json").read_text())
+            truth_ratio = seam_ratio(np.abs(np.diff(truth.astype(np.float64), axis=1)).mean(axis=(0, 2)),
+                                     record["slab_boundaries_y"])
+            scores[name]["seam"], scores[name]["seam_truth"] = record["seam_ratio"], truth_ratio
+    print(scores)
+    one, slabs = scores["one"], scores["slabs"]
+    assert slabs["psnr"] >= one["psnr"] - 0.3
+    assert slabs["ssim"] >= one["ssim"] - 0.005
+    assert slabs["missing"] >= one["missing"] - 0.01
+    assert slabs["seam"] <= 1.05 * slabs["seam_truth"]
