@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import demo_cn_config, run_cn, run_wbp, score, simulate_case
+from bench.cn_runs import CPU_SCALE, demo_cn_config, run_cn, run_wbp, score, simulate_case
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -28,7 +28,7 @@ KEYS = ("psnr_db", "psnr_cn_paper_db", "ssim", "ssim_global", "dfsc_measured_mea
 
 def measure(*, cases=CASES, seed=0, shape_zyx=(48, 64, 64), cfg=None, progress=print):
     """Rows per (case, snr, method) with the scores under both projectors and their difference."""
-    cfg = (cfg or demo_cn_config()).model_copy(update={"seed": seed})
+    cfg = (cfg or demo_cn_config(**CPU_SCALE)).model_copy(update={"seed": seed})
     angles = np.arange(-60.0, 60.01, 2.0)
     rows = []
     for case, source, snr in cases:
@@ -63,7 +63,7 @@ def run(*, quick: bool = False) -> BenchResult:
         cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
         rows = measure(cases=CASES[:1], shape_zyx=(32, 32, 32), cfg=cfg)
     else:
-        cfg = demo_cn_config()
+        cfg = demo_cn_config(**CPU_SCALE)
         rows = measure(cfg=cfg)
     notes = ["*_flattery = score with the footprint projector (inverse crime) - score with the independent "
              "supersampled projector; one seed (phantom, noise and network seed 0)",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import demo_cn_config, mean_sd, run_cn, run_wbp, score, simulate_case
+from bench.cn_runs import CPU_SCALE, demo_cn_config, mean_sd, run_cn, run_wbp, score, simulate_case
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -33,7 +33,7 @@ KEYS = ("psnr_cn_paper_db", "ssim_cn_paper", "psnr_db", "ssim", "psnr_paper_db",
 
 def measure(*, sets=SETS, snrs=(None, 10.0), seeds=(0, 1, 2), shape_zyx=(48, 64, 64), cfg=None, progress=print):
     """One row per (set, snr, seed, method)."""
-    cfg = cfg or demo_cn_config()
+    cfg = cfg or demo_cn_config(**CPU_SCALE)
     angles = np.arange(-60.0, 60.01, 2.0)
     rows = []
     for name, source in sets:
@@ -76,7 +76,7 @@ def run(*, quick: bool = False) -> BenchResult:
         cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
         rows = measure(sets=SETS[:1], snrs=(None,), seeds=(0,), shape_zyx=(32, 48, 48), cfg=cfg)
     else:
-        cfg = demo_cn_config()
+        cfg = demo_cn_config(**CPU_SCALE)
         rows = measure(cfg=cfg)
     notes = [
         "psnr_cn_paper_db / ssim_cn_paper: the CN paper code's metric (per-y-slice PSNR after [0, 1] rescale and "

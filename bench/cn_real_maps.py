@@ -5,7 +5,8 @@ Fourier-binned 2× to 50³ at 7.08 Å for CPU scale) and the 70S ribosome (65³;
 has no voxel size, ~5 Å). Each seed rotates the map (seeded uniform rotation), normalises
 it (solvent → 0, maximum → 1, so its soft negative solvent stays negative), projects it
 with the independent projector at −60…60° every 3° and adds noise at SNR 10. Methods: WBP
-and CN with the demo's ``cn`` config (``nonnegative: auto`` → signed output for maps), 3
+and CN with the demo's ``cn`` config at the benchmarks' CPU scale (SIREN 3 × 64, 200 + 4 × 100
+steps, :data:`bench.cn_runs.CPU_SCALE`; ``nonnegative: auto`` → signed output for maps), 3
 seeds. Reported: measured- and missing-region directional FSC, global SSIM (CryoGEN's) and
 ours, PSNR (ours, the papers'), the stitched CN's seam ratio and the ground truth's own at
 the same rows. Nothing was tuned on these maps: the demo config was chosen on phantoms.
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import SCORE_KEYS, demo_cn_config, mean_sd, run_cn, run_wbp, score, simulate_case
+from bench.cn_runs import (CPU_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, run_wbp, score,
+                           simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -34,7 +36,7 @@ ANGLES = np.arange(-60.0, 60.01, 3.0)
 
 def measure(*, maps=MAPS, seeds=(0, 1, 2), cfg=None, progress=print) -> list[dict]:
     """One row per (map, seed, method)."""
-    cfg = cfg or demo_cn_config()
+    cfg = cfg or demo_cn_config(**CPU_SCALE)
     rows = []
     for name, file, voxel, factor in maps:
         for seed in seeds:
@@ -83,7 +85,7 @@ def run(*, quick: bool = False) -> BenchResult:
         cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
         rows = measure(maps=MAPS[1:], seeds=(0,), cfg=cfg)
     else:
-        cfg = demo_cn_config()
+        cfg = demo_cn_config(**CPU_SCALE)
         rows = measure(cfg=cfg)
     notes = [
         "acceptance (issue 14): CN's dfsc_measured_mean >= WBP's, ssim_global >= WBP's, seam_ratio within 5 % of "

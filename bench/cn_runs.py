@@ -30,6 +30,8 @@ from cryo_pipeline.stages import fit_slab, plan_slabs, project_tilt_series, reco
 from cryo_pipeline.stages import stitch_tiles
 
 REPO = Path(__file__).resolve().parents[1]
+CPU_SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100}
+"""The CN benchmarks' CPU scale on top of the demo's cn section (same schedule shape, 2/3 of its steps)."""
 SCORE_KEYS = ("psnr_db", "psnr_paper_db", "psnr_cn_paper_db", "ssim", "ssim_global", "ssim_cn_paper",
               "dfsc_measured_mean", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
 

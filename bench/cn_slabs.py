@@ -28,15 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import SCORE_KEYS, demo_cn_config, mean_sd, run_cn, score, simulate_case
+from bench.cn_runs import CPU_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, score, simulate_case
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.slabs import plan_slabs
 
 CASES = (("shapes", "mixed_shapes"), ("sphere", "hollow_sphere"))
 SHAPE_ZYX = (32, 48, 48)
-SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100}
-"""CPU scale of the benchmark (on top of the demo's cn section)."""
+SCALE = CPU_SCALE
 SLAB_COUNTS = (2, 4)
 BOUND_PSNR_DB = 0.3
 BOUND_SSIM = 0.005
