@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import CPU_SCALE, demo_cn_config, run_cn, run_wbp, score, simulate_case
+from bench.cn_runs import CPU_SCALE, QUICK_SCALE, demo_cn_config, run_cn, run_wbp, score, simulate_case
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -60,7 +60,7 @@ def run(*, quick: bool = False) -> BenchResult:
     """CN and WBP on tilt series simulated with the fitting projector vs an independent one (1 seed)."""
     torch.set_num_threads(1)
     if quick:
-        cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
+        cfg = demo_cn_config(**QUICK_SCALE)
         rows = measure(cases=CASES[:1], shape_zyx=(32, 32, 32), cfg=cfg)
     else:
         cfg = demo_cn_config(**CPU_SCALE)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import CPU_SCALE, demo_cn_config, mean_sd, run_cn, run_wbp, score, simulate_case
+from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, demo_cn_config, mean_sd, run_cn, run_wbp, score,
+                           simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -73,7 +74,7 @@ def run(*, quick: bool = False) -> BenchResult:
     """CN vs WBP on the CN paper's spheres and shapes sets, on the paper's own metric beside its Table 1."""
     torch.set_num_threads(1)
     if quick:
-        cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
+        cfg = demo_cn_config(**QUICK_SCALE)
         rows = measure(sets=SETS[:1], snrs=(None,), seeds=(0,), shape_zyx=(32, 48, 48), cfg=cfg)
     else:
         cfg = demo_cn_config(**CPU_SCALE)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import (CPU_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, run_wbp, score,
-                           simulate_case)
+from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, run_wbp,
+                           score, simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 
@@ -82,7 +82,7 @@ def run(*, quick: bool = False) -> BenchResult:
     """CN vs WBP on β-gal and 70S maps as ±60° tilt series (SNR 10), 3 seeds."""
     torch.set_num_threads(1)
     if quick:
-        cfg = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
+        cfg = demo_cn_config(**QUICK_SCALE)
         rows = measure(maps=MAPS[1:], seeds=(0,), cfg=cfg)
     else:
         cfg = demo_cn_config(**CPU_SCALE)

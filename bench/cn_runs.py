@@ -32,6 +32,8 @@ from cryo_pipeline.stages import stitch_tiles
 REPO = Path(__file__).resolve().parents[1]
 CPU_SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100}
 """The CN benchmarks' CPU scale on top of the demo's cn section (same schedule shape, 2/3 of its steps)."""
+QUICK_SCALE = {"width": 32, "n_hidden_layers": 2, "seed_iterations": 20, "slab_iterations": 10}
+"""``--quick`` runs: a smoke test of the code path, not a measurement."""
 SCORE_KEYS = ("psnr_db", "psnr_paper_db", "psnr_cn_paper_db", "ssim", "ssim_global", "ssim_cn_paper",
               "dfsc_measured_mean", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import CPU_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, score, simulate_case
+from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, score,
+                           simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.slabs import plan_slabs
@@ -114,7 +115,7 @@ def run(*, quick: bool = False) -> BenchResult:
     """Stitched slab-parallel CN fits vs one network at equal compute (2 phantoms, 2 slab counts, 3 seeds)."""
     torch.set_num_threads(1)
     if quick:
-        base = demo_cn_config(width=32, n_hidden_layers=2, seed_iterations=20, slab_iterations=10)
+        base = demo_cn_config(**QUICK_SCALE)
         rows = measure(sources=CASES[:1], seeds=(0,), shape_zyx=(32, 32, 32), base=base)
     else:
         base = demo_cn_config(**SCALE)
@@ -163,8 +164,7 @@ def run_ablation(*, quick: bool = False) -> BenchResult:
     torch.set_num_threads(1)
     base = demo_cn_config(**SCALE)
     if quick:
-        base = base.model_copy(update={"width": 32, "n_hidden_layers": 2, "seed_iterations": 20,
-                                       "slab_iterations": 10})
+        base = base.model_copy(update=QUICK_SCALE)
     rows = measure(sources=CASES[:1], seeds=(0,) if quick else (0, 1, 2), base=base, arms=ablation_arms(base))
     notes = ["each row changes one thing from the row above (one network: the reference at equal compute)",
              "shapes = mixed_shapes 32 x 48 x 48, SNR 10, independent projector; d_* = row - one network, paired",
