@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StageConfig(BaseModel):
@@ -282,6 +282,22 @@ class CnConfig(StageConfig):
     )
     seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+
+    @field_validator("slab_px", mode="before")
+    @classmethod
+    def _slab_px_or_all(cls, value):
+        """One clear error for the union (a positive number of rows, 'all' or empty)."""
+        if value is None or value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("allowed: a number of rows >= 1, 'all' (one network) or empty (the ratio)")
+
+    @field_validator("nonnegative", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value):
+        """One clear error for the union (true, false or 'auto')."""
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError("allowed: true, false or 'auto'")
 
 
 class StitchConfig(StageConfig):
