@@ -41,7 +41,7 @@ SCORE_KEYS = ("psnr_db", "psnr_paper_db", "psnr_cn_paper_db", "ssim", "ssim_glob
 def demo_cn_config(**update) -> CnConfig:
     """The ``cn`` section of ``config/config.yaml`` (what the demo ships), with ``update`` applied."""
     section = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["cn"]
-    return CnConfig.model_validate({**section, "device": "cpu", **update})
+    return CnConfig.model_validate({**section, **update})
 
 
 def simulate_case(folder: Path, *, source: str, seed: int, snr: float | None, shape_zyx=None,

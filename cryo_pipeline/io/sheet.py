@@ -23,8 +23,9 @@ REQUIRED_COLUMNS = (
 )
 CTF_COLUMNS = ("voltage_kv", "cs_mm", "defocus_angstrom", "amplitude_contrast", "phase_shift_deg", "phase_flipped")
 FETCH_COLUMNS = ("data_kind", "sha256")  # kind empiar
-OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS)
-_PATH_COLUMNS = ("source", "angles", "mask")
+ALIGNMENT_COLUMNS = ("tilt_axis_deg", "alignment")  # raw tilt series
+OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS, *ALIGNMENT_COLUMNS)
+_PATH_COLUMNS = ("source", "angles", "mask", "alignment")
 
 
 def _resolve(value: str, base: Path) -> str:
@@ -72,7 +73,7 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
     Tab-separated, UTF-8 (a byte-order mark is fine), one header line; lines starting
     with ``#`` and blank lines are skipped. Empty cells mean "not given"; a line may stop
     early (its last cells are then empty) but may not have more cells than the header.
-    Relative paths in ``source``, ``angles`` and ``mask`` resolve against the sheet's
+    Relative paths in ``source``, ``angles``, ``mask`` and ``alignment`` resolve against the sheet's
     folder (phantom names and URLs are left alone).
 
     Raises
@@ -116,7 +117,8 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
                             f"{len(columns)} columns; extra: {', '.join(repr(c) for c in cells[len(columns):] if c)}")
             continue
         for column in _PATH_COLUMNS:
-            if column in values and not (column == "source" and values[column] in PHANTOM_NAMES):
+            if column in values and not (column == "source" and (values[column] in PHANTOM_NAMES
+                                                                 or values.get("kind") == "portal")):
                 values[column] = _resolve(values[column], path.parent)
         try:
             rows.append(DatasetRow.model_validate(values))

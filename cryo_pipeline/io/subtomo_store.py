@@ -26,21 +26,19 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import zarr
 
-from cryo_pipeline.io.atomic import atomic_write_path, atomic_write_text
+from cryo_pipeline.io.atomic import atomic_write_path
+from cryo_pipeline.io.tables import read_subtomo_table
 from cryo_pipeline.io.zarr_store import create_volume_zarr, open_volume_zarr
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "REQUIRED_SUBTOMO_ATTRS",
-    "SUBTOMO_TABLE_COLUMNS",
     "SubtomoStoreWriter",
     "open_subtomo_store",
-    "read_subtomo_table",
-    "write_subtomo_table",
+    "read_training_cubes",
 ]
 
 REQUIRED_SUBTOMO_ATTRS = (
@@ -48,7 +46,6 @@ REQUIRED_SUBTOMO_ATTRS = (
     "source_tomogram", "normalization", "provenance",
 )
 REQUIRED_NORMALIZATION_KEYS = ("mean", "std")
-SUBTOMO_TABLE_COLUMNS = ("index", "z", "y", "x", "mask_fraction", "split")
 
 
 class SubtomoStoreWriter:
@@ -208,39 +205,25 @@ def open_subtomo_store(path: str | os.PathLike[str], mode: str = "r") -> tuple[z
     return array, attrs
 
 
-def write_subtomo_table(
-    path: str | os.PathLike[str], *, centres: np.ndarray, mask_fractions: np.ndarray, is_validation: np.ndarray
-) -> None:
-    """Write the TSV table that goes with a store: one row per cube, in store order.
+def read_training_cubes(path: str | os.PathLike[str], table: str | os.PathLike[str] | None = None,
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The training cubes of a store (raw float32, `(n_train, s, s, s)`) and its attributes.
 
-    Parameters
-    ----------
-    path : path-like
-        Output ``.tsv`` (written atomically).
-    centres : `(n, 3)` int
-        Cube centres (z, y, x) in tomogram voxels (convention: :mod:`cryo_pipeline.ops.extraction`).
-    mask_fractions : `(n,)` float
-        Local mask fraction of each core cube.
-    is_validation : `(n,)` bool
-        True = ``val``, False = ``train``.
+    With ``table`` (:func:`cryo_pipeline.io.tables.read_subtomo_table`), only the cubes
+    whose ``split`` is ``train``; without it, every cube.
+
+    Raises
+    ------
+    ValueError
+        As :func:`open_subtomo_store`, or the table lists another number of cubes.
     """
-    centres = np.asarray(centres)
-    n = len(centres)
-    if centres.shape != (n, 3) or len(mask_fractions) != n or len(is_validation) != n:
-        raise ValueError(f"{path}: centres {centres.shape}, fractions {len(mask_fractions)} and split "
-                         f"{len(is_validation)} must describe the same n cubes")
-    lines = ["\t".join(SUBTOMO_TABLE_COLUMNS)]
-    for i, ((z, y, x), frac, val) in enumerate(zip(centres.tolist(), mask_fractions, is_validation, strict=True)):
-        lines.append(f"{i}\t{z}\t{y}\t{x}\t{float(frac):.6f}\t{'val' if val else 'train'}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_subtomo_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a table written by :func:`write_subtomo_table` (columns checked, one row per cube)."""
-    table = pd.read_csv(path, sep="\t")
-    if tuple(table.columns) != SUBTOMO_TABLE_COLUMNS:
-        raise ValueError(f"{path}: subtomogram table columns are {list(table.columns)}, "
-                         f"expected {list(SUBTOMO_TABLE_COLUMNS)}")
-    if not set(table["split"]) <= {"train", "val"}:
-        raise ValueError(f"{path}: column 'split' may hold only 'train' and 'val', got {sorted(set(table['split']))}")
-    return table
+    array, attrs = open_subtomo_store(path)
+    indices = np.arange(array.shape[0])
+    if table is not None:
+        split = read_subtomo_table(table)["split"].to_numpy()
+        if split.size != array.shape[0]:
+            raise ValueError(f"{table} lists {split.size} cubes but {path} holds {array.shape[0]}")
+        indices = np.flatnonzero(split == "train")
+    cubes = np.asarray(array[indices.tolist()], dtype=np.float32) if indices.size else np.zeros(
+        (0, *array.shape[1:]), np.float32)
+    return cubes, attrs

@@ -14,22 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryo_pipeline.io.tables import METRIC_NUMERIC_COLUMNS as NUMERIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_OPTIONAL_COLUMNS as OPTIONAL_NUMERIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_TEXT_COLUMNS as TEXT_COLUMNS
 from cryo_pipeline.report.methods import method_rank
 
 logger = logging.getLogger(__name__)
 
-TEXT_COLUMNS = (
-    "dataset", "method", "kind", "corruption", "device",
-    "volume_path", "ground_truth_path", "curves_path",
-)
-NUMERIC_COLUMNS = (
-    "psnr_db", "psnr_paper_db", "ssim", "ssim_global", "fit_a", "fit_b",
-    "fsc_resolution_angstrom", "fsc_resolution_05_angstrom", "dfsc_measured_mean",
-    "dfsc_missing_mean", "wedge_fill", "runtime_s", "voxel_size_angstrom",
-    "tilt_min_deg", "tilt_max_deg",
-)
-OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper")
-"""Metrics only some methods or newer tables have (``seam_ratio``: CN); absent is not worth a warning."""
 REQUIRED_COLUMNS = ("dataset", "method", "volume_path")
 
 

@@ -8,51 +8,22 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import EvaluateConfig
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
+from cryo_pipeline.io.stage_records import read_stage_meta, stage_outputs
+from cryo_pipeline.io.tables import METRIC_COLUMNS, write_metrics_row
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
 from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
 from cryo_pipeline.ops.slabs import seam_ratio
-from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
-from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
+from cryo_pipeline.ops.tilts import select_tilts_in_range
 
 log = logging.getLogger(__name__)
-
-METRIC_COLUMNS = (
-    "dataset",
-    "method",
-    "kind",
-    "corruption",
-    "psnr_db",
-    "psnr_paper_db",
-    "psnr_cn_paper_db",
-    "ssim",
-    "ssim_global",
-    "ssim_cn_paper",
-    "fit_a",
-    "fit_b",
-    "fsc_resolution_angstrom",
-    "fsc_resolution_05_angstrom",
-    "dfsc_measured_mean",
-    "dfsc_missing_mean",
-    "wedge_fill",
-    "seam_ratio",
-    "seam_ratio_ground_truth",
-    "runtime_s",
-    "device",
-    "voxel_size_angstrom",
-    "tilt_min_deg",
-    "tilt_max_deg",
-    "volume_path",
-    "ground_truth_path",
-    "curves_path",
-)
 
 
 def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: tuple[int, ...]) -> np.ndarray:
@@ -73,6 +44,7 @@ def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: 
     return dataset.nominal_angles_deg(default_step_deg=cfg.default_tilt_step_deg)
 
 
+@reads("evaluate")
 def run(
     *,
     volume_path: Path,
@@ -127,10 +99,9 @@ def run(
         if meta.get("slab_boundaries_y"):  # the content's own step at the seam rows: what "no seam" looks like
             steps = np.abs(np.diff(truth.data.astype(np.float64), axis=1)).mean(axis=(0, 2))
             row["seam_ratio_ground_truth"] = seam_ratio(steps, meta["slab_boundaries_y"])
-    table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
     with stage_outputs(out, curves_out) as (tmp_out, tmp_curves):
         atomic_write_text(tmp_curves, json.dumps(curves, indent=1))
-        atomic_write_text(tmp_out, table.to_csv(sep="\t", index=False, float_format="%.6g"))
+        write_metrics_row(tmp_out, row)
     log.info(
         "%s/%s: psnr_paper %.2f dB, ssim_global %.4f, wedge_fill %.3f",
         dataset.dataset,

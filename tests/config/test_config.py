@@ -50,7 +50,7 @@ def test_defaults_equal_the_shipped_config_yaml():
     missing = sorted(set(defaults) - set(shipped))
     assert not missing, f"config/config.yaml lacks section(s) {missing}; it should spell out every default"
     assert set(shipped) == set(defaults)
-    for section in STAGE_SECTIONS:
+    for section in (*STAGE_SECTIONS, "execution"):
         assert set(shipped[section]) == set(defaults[section]), section
         differing = {k for k in defaults[section] if shipped[section][k] != defaults[section][k]}
         assert differing == DEMO_OVERRIDES.get(section, set()), section
@@ -58,7 +58,7 @@ def test_defaults_equal_the_shipped_config_yaml():
 
 
 def test_stage_sections_are_the_models_sections():
-    nested = {name for name, field in PipelineConfig.model_fields.items() if name not in ("run", "datasets")}
+    nested = {name for name in PipelineConfig.model_fields if name not in ("run", "datasets", "execution")}
     assert nested == set(STAGE_SECTIONS)
 
 
@@ -218,7 +218,7 @@ def test_a_valid_row():
         ({"voxel_size_angstrom": 0}, r"voxel_size_angstrom: Input should be greater than 0"),
         ({"snr": 0}, r"snr: Input should be greater than 0"),
         ({"dataset": "bad name"}, r"dataset: String should match pattern"),
-        ({"kind": "movie"}, r"kind: Input should be 'synthetic', 'tiltseries', 'tomogram' or 'empiar'"),
+        ({"kind": "movie"}, r"kind: Input should be 'synthetic', 'tiltseries', 'tomogram', 'empiar' or 'portal'"),
         ({"kind": "empiar", "corruption": None, "source": EMPIAR_URL},
          r"dataset d1: kind 'empiar' needs data_kind 'tiltseries' or 'tomogram' \(what the source file is\)"),
         ({**EMPIAR, "source": "ftp://ftp.ebi.ac.uk/empiar/x.mrcs"},
@@ -234,7 +234,7 @@ def test_a_valid_row():
         ({**EMPIAR, "data_kind": "movie"}, r"data_kind: Input should be 'tiltseries' or 'tomogram'"),
         ({**EMPIAR, "sha256": "abc"}, r"sha256: String should match pattern"),
         ({**EMPIAR, "corruption": "fourier"}, r"corruption applies to synthetic datasets only \(kind is empiar\)"),
-        ({"data_kind": "tiltseries"}, r"dataset d1: column data_kind applies to kind 'empiar' only \(kind is synthe"),
+        ({"data_kind": "tiltseries"}, r"dataset d1: column data_kind applies to kinds 'empiar'/'portal' only \(kind is synthe"),
         ({"sha256": "a" * 64}, r"dataset d1: column sha256 applies to kind 'empiar' only"),
         ({"kind": "tiltseries", "source": "ts.mrc", "angles": "ts.tlt"}, r"corruption applies to synthetic"),
         ({"kind": "tiltseries", "source": "ts.mrc", "corruption": None}, r"needs an angles file"),

@@ -10,6 +10,7 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig, StitchConfig
+from cryo_pipeline.io.model_files import build_siren
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.io.zarr_store import read_volume_zarr
 from cryo_pipeline.ops.fsc import dfsc_missing_mean, directional_fsc
@@ -169,9 +170,9 @@ def test_one_slab_is_one_network_written_without_blending(cn_tilt_series, tmp_pa
     # the volume is the single network's evaluation, unblended
     tile, _ = read_volume_zarr(tmp_path / "cn.zarr")
     state = torch.load(tmp_path / "slab_0.pt", weights_only=True)
-    net = plan_slabs.siren_from_config(plan_slabs.resolve_for_dataset(cfg, row))
-    net.load_state_dict(state["state_dict"])
     plan_record = json.loads((tmp_path / "plan.json").read_text())
+    net = build_siren(cfg.model_copy(update={"nonnegative": plan_record["nonnegative"]}))
+    net.load_state_dict(state["state_dict"])
     direct = evaluate_window(net, volume_shape_zyx=truth.shape, window_y=(0, 12), scale=plan_record["value_scale"])
     np.testing.assert_array_equal(tile, direct)
     np.testing.assert_array_equal(read_mrc(tmp_path / "cn.mrc").data, direct)
@@ -212,7 +213,7 @@ def slabs_vs_one_network(tmp_path_factory):
                      angles=str(tmp_path / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
                      methods=("cn",))
     base = CnConfig(width=64, n_hidden_layers=3, nonnegative=True, halo_px=2, seed_iterations=200,
-                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=8, device="cpu")
+                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=8)
     scores = {}
     for name, update in (("one", {"slab_px": "all", "slab_iterations": 400}),
                          ("slabs", {"slab_px": 12, "slab_iterations": 100})):

@@ -26,13 +26,13 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import TrainConfig
+from cryo_pipeline.io.model_files import load_checkpoint, save_checkpoint
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 from cryo_pipeline.io.zarr_store import write_volume_zarr
 from cryo_pipeline.stages import train_cryogen
-from cryo_pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = dict(crop_px=16, base_channels=4, depth=2, batch_size=1, disc_channels=4, learning_rate=1e-3,
-            learning_rate_energy=1e-3, device="cpu")
+            learning_rate_energy=1e-3)
 RESUME = {**TINY, "epochs": 3, "steps_per_epoch": 6}  # 18 steps, checkpoints after steps 6 and 12
 # a learning rate at the allowed maximum without normalisation or warm-up: the consistency
 # loss is infinite at step 2 (found by trying; seeded, so it is reproducible)
@@ -66,7 +66,7 @@ def _command(store: Path, out: Path, cfg: dict, method: str = "cryogen") -> list
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True)
 
 
 def _error_line(result: subprocess.CompletedProcess) -> str:
@@ -94,16 +94,15 @@ def _generator(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["generator"]
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, uninterrupted, tmp_path):
     out = tmp_path / "run"
     checkpoint = out / "checkpoints" / "last.pt"
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(_command(store, out, RESUME), stdout=subprocess.DEVNULL, stderr=log)
         try:
-            deadline = time.monotonic() + 240
-            while not checkpoint.exists():  # appears by rename: complete once visible
+            while not checkpoint.exists():  # appears by rename: complete once visible (pytest-timeout: a hang)
                 assert proc.poll() is None, (tmp_path / "killed.log").read_text()
-                assert time.monotonic() < deadline, "no checkpoint after 240 s"
                 time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)  # during epoch 2 (an epoch takes ~0.5 s here)
         finally:
@@ -143,6 +142,7 @@ def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, un
     assert all(torch.equal(final_a["energy"][k], final_b["energy"][k]) for k in final_b["energy"])
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted, tmp_path):
     out = tmp_path / "other"
     shutil.copytree(uninterrupted / "checkpoints", out / "checkpoints")
@@ -153,6 +153,7 @@ def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted
     assert not (out / "model.pt").exists()
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_method_is_refused(store, uninterrupted, tmp_path):
     shutil.copytree(uninterrupted / "checkpoints", tmp_path / "checkpoints")
     with pytest.raises(ValueError, match=r"method: 'cryogen' \(checkpoint\) vs 'isonet'"):
@@ -163,6 +164,7 @@ def test_checkpoint_of_another_method_is_refused(store, uninterrupted, tmp_path)
 
 
 def test_load_checkpoint_allows_another_device_only(tmp_path):
+    # ``device`` was a training key before the execution: section: such checkpoints still resume
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"config": {"learning_rate": 1e-3, "device": "cuda", "epochs": 3}, "step": 6})
     state = load_checkpoint(path, expected_config={"learning_rate": 1e-3, "device": "cpu", "epochs": 3})
@@ -176,6 +178,7 @@ def test_load_checkpoint_allows_another_device_only(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt", expected_config={})
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_divergence_stops_the_cli_with_the_step_and_writes_no_model(store, tmp_path):
     result = _run(_command(store, tmp_path, {**DIVERGING, "epochs": 2, "steps_per_epoch": 5}))
     line = _error_line(result)

@@ -18,13 +18,16 @@ def _job_counts(output: str) -> dict[str, int]:
 
 
 def test_lint_reports_only_the_missing_software_environment():
-    # Snakemake exits 1 when it has any lint; we accept exactly one kind: all rules run in the
-    # project's own environment (README), so no rule names a conda env or container.
+    # Snakemake exits 1 when it has any lint; we accept exactly two kinds: all rules run in the
+    # project's own environment (README), so no rule names a conda env or container; and the
+    # run-time settings reach commands as {EXECUTION_JSON:q} on purpose, not as params, so that
+    # changing them reruns nothing (Snakemake's rerun triggers include params, not the command line).
     result = run_snakemake(REPO, "--lint")
     assert "Lints for rule" in result.stdout + result.stderr, result.stderr
     lints = re.findall(r"^\s+\* (.+?):?$", result.stdout + result.stderr, flags=re.M)
     assert lints, "expected the documented 'conda environment' lint"
-    assert set(lints) == {"Specify a conda environment or container for each rule."}
+    assert set(lints) == {"Specify a conda environment or container for each rule.",
+                          "Shell command directly uses variable EXECUTION_JSON from outside of the rule"}
 
 
 def test_dry_run_of_the_demo_schedules_every_stage():
@@ -75,12 +78,17 @@ def test_tiny_real_run_writes_metrics_and_report(tiny_workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_unknown_config_key_stops_before_running(tiny_workdir):
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("filter: ramp", "filtr: ramp", "filtr"),  # an unknown key
+    ("  seed: 0\n\npredict:", "  seed: 0\n  device: cuda\n\npredict:", "train.device moved to execution.device"),
+])
+def test_a_bad_config_key_stops_before_running_and_says_why(tiny_workdir, old, new, message):
     config = tiny_workdir / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("filter: ramp", "filtr: ramp"))
+    assert old in config.read_text()
+    config.write_text(config.read_text().replace(old, new))
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
-    assert "filtr" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
 
 
 def test_unknown_sheet_column_names_the_column(tiny_workdir):
@@ -98,3 +106,4 @@ def test_cn_without_a_tilt_series_is_a_clear_error(tiny_workdir):
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
     assert "method 'cn' needs a tilt series, but corruption is 'fourier'" in result.stdout + result.stderr
+

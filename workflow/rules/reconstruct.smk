@@ -7,10 +7,11 @@ rule reconstruct_wbp:
         unpack(tilt_series_inputs),
     output:
         volume="results/{run}/{dataset}/wbp/volume.mrc",
+        ome_zarr=directory("results/{run}/{dataset}/wbp/volume.ome.zarr"),
         meta="results/{run}/{dataset}/wbp/volume.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("wbp"),
+        dataset=sheet_row("reconstruct_wbp"),
+        config=stage_config("reconstruct_wbp"),
         reference=reference_volume,
     log:
         "logs/{run}/reconstruct_wbp/{dataset}.log",
