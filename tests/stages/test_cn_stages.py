@@ -124,8 +124,8 @@ def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(cn_tilt_series, tmp_path):
     torch.manual_seed(0)
     truth = make_phantom("mixed_shapes", shape_zyx=(64, 32, 64), seed=1).astype(np.float32)
     row = cn_tilt_series(tmp_path, truth, ANGLES)
-    cfg = CnConfig(width=128, n_hidden_layers=3, slab_px=4, halo_px=2, seed_iterations=300, slab_iterations=150,
-                   slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
+    cfg = CnConfig(width=128, n_hidden_layers=3, nonnegative=True, slab_px=4, halo_px=2, seed_iterations=300,
+                   slab_iterations=150, slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
     plan = _run_all(tmp_path, row, cfg, StitchConfig(chunk_px=32))
     assert plan.n_slabs == 8
     cn = read_mrc(tmp_path / "cn.mrc").data
