@@ -270,6 +270,12 @@ class CnConfig(StageConfig):
     rows_per_step: int | None = Field(
         None, ge=1, description="Random rows of the slab window per step (CPU speed-up); empty = all rows (paper)."
     )
+    keep_measured: bool = Field(
+        False,
+        description="Data consistency: put the measured Fourier region (the acquired tilts' planes) of the slab's "
+        "weighted back-projection back into its volume, as CryoGEN's keep_measured; the measured region is then the "
+        "data's (noise included), the network's fill of the missing region stays.",
+    )
     seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
 
     @field_validator("slab_px", mode="before")

@@ -16,6 +16,9 @@ carries on the seed's Adam moments, so a slab is the seed's fit continued on its
 A plan of one slab (``cn.slab_px: all``, or a volume no taller than one slab) is one
 network on the whole volume: the seed fits all rows, slab 0 continues it, no halo.
 Whether the output is non-negative is the plan's (``cn.nonnegative: auto`` decided there).
+With ``cn.keep_measured`` each slab's volume gets the measured Fourier region of its rows'
+weighted back-projection (:mod:`cryo_pipeline.ops.data_consistency`; per row, so the
+stitched blend is consistent too).
 
 Each job reads only its window's rows of the tilt series (memory-mapped), so jobs are
 independent and small. Every loss is divided by the whole tilt series' rms (the plan's),
@@ -42,7 +45,9 @@ from cryo_pipeline.io.provenance import provenance_record
 from cryo_pipeline.io.slab_plan import SlabPlanRecord, read_slab_plan
 from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import write_tile_store
+from cryo_pipeline.ops.data_consistency import keep_measured_region
 from cryo_pipeline.ops.projector import ParallelBeamProjector
+from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 from cryo_pipeline.training.cn_fit import FitSettings, evaluate_window, fit_window
 from cryo_pipeline.training.devices import resolve_device
 
@@ -165,6 +170,10 @@ def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_
                                  f"{init_model}") from None
     shape = record.volume_shape_zyx
     tile = evaluate_window(model, volume_shape_zyx=shape, window_y=window, scale=record.value_scale, device=device)
+    if cfg.keep_measured:  # the rows' WBP on the acquired tilts' Fourier planes (rows are independent)
+        rows = _window_rows(tilt_series_path, record, window, torch.device("cpu"))
+        wbp = weighted_backprojection_3d(rows, list(record.angles_deg), volume_shape_zyx=tile.shape).numpy()
+        tile = keep_measured_region(tile, wbp, record.angles_deg)
     runtime = time.perf_counter() - start
     seed_record = read_stage_meta(None if seed_meta is None else Path(seed_meta))
     chain_s = float(state.get("chain_s", 0.0)) + runtime

@@ -13,6 +13,7 @@ from cryo_pipeline.config.stages import CnConfig, StitchConfig
 from cryo_pipeline.io.model_files import build_siren
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.io.zarr_store import read_volume_zarr
+from cryo_pipeline.ops.data_consistency import keep_measured_region
 from cryo_pipeline.ops.fsc import dfsc_missing_mean, directional_fsc
 from cryo_pipeline.ops.metrics import psnr_paper_db
 from cryo_pipeline.ops.phantoms import make_phantom
@@ -192,6 +193,28 @@ def test_slabs_continue_or_restart_the_seeds_adam(cn_tilt_series, tmp_path, mode
     assert seed["optimizer"]["state"][0]["step"] == cfg.seed_iterations
     for i in range(plan.n_slabs):
         assert torch.load(tmp_path / f"slab_{i}.pt", weights_only=True)["optimizer"]["state"][0]["step"] == steps
+
+
+def test_keep_measured_makes_every_slab_consistent_and_so_the_stitched_volume(cn_tilt_series, tmp_path):
+    """cn.keep_measured on = the op on the stitched volume without it: rows are independent, blending is convex."""
+    truth = np.zeros((9, 12, 11), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    volumes = {}
+    for keep in (False, True):
+        folder = tmp_path / str(keep)
+        folder.mkdir()
+        for name in ("ts.mrc", "ts.tlt", "gt.mrc"):
+            (folder / name).symlink_to(tmp_path / name)
+        plan = _run_all(folder, row, TINY.model_copy(update={"keep_measured": keep}))
+        volumes[keep] = read_mrc(folder / "cn.mrc").data
+    assert plan.n_slabs == 3
+    wbp = weighted_backprojection_3d(read_mrc(tmp_path / "ts.mrc").data, ANGLES, volume_shape_zyx=truth.shape)
+    np.testing.assert_allclose(volumes[True], keep_measured_region(volumes[False], wbp, ANGLES), atol=1e-4)
+    assert np.abs(volumes[True] - volumes[False]).max() > 1e-2  # the step did change the volume
+    # the measured planes are the WBP's (dFSC 1 there), the missing region the network's
+    _, measured, _ = directional_fsc(volumes[True], wbp, angles_deg=ANGLES)
+    assert np.nanmin(measured[1:]) > 0.999
 
 
 @pytest.fixture(scope="module")
