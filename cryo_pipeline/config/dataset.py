@@ -36,7 +36,7 @@ from cryo_pipeline.config.methods import METHODS, TILT_SERIES_METHODS, TRAINED_M
 
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar", "portal")
 CORRUPTIONS = ("fourier", "tiltseries")
-PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
+PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes", "spheres_set", "shapes_set")
 MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 ANGLE_SUFFIXES = (".tlt", ".rawtlt", ".mdoc")
 ALIGNMENT_SUFFIXES = (".xf", ".aln", ".json")

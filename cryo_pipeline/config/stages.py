@@ -10,9 +10,9 @@ dry-run time with the key's name.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StageConfig(BaseModel):
@@ -49,6 +49,15 @@ class ProjectConfig(StageConfig):
 
     detector_width_px: int | None = Field(
         None, ge=1, description="Detector width in pixels; empty = the volume's x size."
+    )
+    projector: Literal["supersampled", "footprint"] = Field(
+        "supersampled",
+        description="supersampled: bicubic ray sampling, k-fold finer in ray step and detector, binned "
+        "(independent of the projector CN and WBP invert: no inverse crime); footprint: the same sparse "
+        "footprint projector CN fits through (the inverse crime; flatters CN and WBP).",
+    )
+    supersampling: int = Field(
+        2, ge=1, le=8, description="projector: supersampled: ray samples per voxel and line integrals per pixel."
     )
 
 
@@ -233,18 +242,24 @@ class CnConfig(StageConfig):
     w0: float = Field(30.0, gt=0.0, le=1000.0, description="SIREN frequency factor.")
     fourier_features: int = Field(0, ge=0, le=4096, description="Gaussian Fourier features before the SIREN; 0 = off.")
     fourier_scale: float = Field(4.0, gt=0.0, le=1000.0, description="Std of the Fourier-feature frequencies.")
-    nonnegative: bool = Field(
-        True,
-        description="Density >= 0 (softplus output). Right for phantoms, maps and tilt series with density bright "
-        "on a ~0 background; set false for data whose background is not ~0 (e.g. raw cryo-ET contrast).",
+    nonnegative: bool | Literal["auto"] = Field(
+        "auto",
+        description="Density >= 0 (softplus output): right for densities bright on a ~0 background. auto: true "
+        "for the built-in phantoms, false for maps and real data (a soft or negative solvent, raw cryo-ET "
+        "contrast), decided per dataset.",
     )
-    slab_px: int | None = Field(
-        None, ge=1, description="Core rows per slab; empty = from params_per_voxel (the paper's ratio)."
+    slab_px: Annotated[int, Field(ge=1)] | Literal["all"] | None = Field(
+        None,
+        description="Core rows per slab; 'all' = one network on the whole volume (no halo, no blending); "
+        "empty = from params_per_voxel (the paper's ratio; one network when that covers the height).",
     )
     params_per_voxel: float = Field(
         0.125, gt=0.0, le=100.0, description="Network parameters per slab voxel when slab_px is empty (paper: 1/8)."
     )
-    halo_px: int = Field(4, ge=0, description="Rows fitted beyond each side of the slab and blended in y; < slab_px.")
+    halo_px: int = Field(
+        4, ge=0, description="Rows fitted beyond each side of the slab and blended in y; < slab_px; unused with "
+        "one slab."
+    )
     thickness_px: int | None = Field(
         None, ge=1, description="Reconstructed z thickness for real tilt series; empty = the detector width."
     )
@@ -256,9 +271,14 @@ class CnConfig(StageConfig):
     loss: Literal["l1", "l2"] = Field("l1", description="Projection loss.")
     tv_weight: float = Field(0.0, ge=0.0, le=100.0, description="λ of the total-variation term (0 = off).")
     seed_window: Literal["slab", "volume"] = Field(
-        "slab",
-        description="slab: the seed network fits the middle slab's window (the paper); volume: rows drawn from the "
-        "whole height (with rows_per_step), so every slab starts from a network that has seen its rows.",
+        "volume",
+        description="volume: the seed network fits rows from the whole height, so every slab starts from a network "
+        "that has seen its rows; slab: the middle slab's window (the paper).",
+    )
+    slab_optimizer: Literal["continue", "restart"] = Field(
+        "continue",
+        description="continue: every slab carries on the seed's Adam moments (its weights and optimiser are the "
+        "seed's fit, continued on the slab's rows); restart: a fresh Adam from the seed's weights (the paper).",
     )
     seed_iterations: int = Field(2000, ge=1, le=1000000, description="Iterations of the seed slab (random init).")
     seed_lr_start: float = Field(1e-3, gt=0.0, le=1.0, description="Seed slab: learning rate at the first step.")
@@ -269,7 +289,29 @@ class CnConfig(StageConfig):
     rows_per_step: int | None = Field(
         None, ge=1, description="Random rows of the slab window per step (CPU speed-up); empty = all rows (paper)."
     )
+    keep_measured: bool = Field(
+        False,
+        description="Data consistency: put the measured Fourier region (the acquired tilts' planes) of the slab's "
+        "weighted back-projection back into its volume, as CryoGEN's keep_measured; the measured region is then the "
+        "data's (noise included), the network's fill of the missing region stays.",
+    )
     seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
+
+    @field_validator("slab_px", mode="before")
+    @classmethod
+    def _slab_px_or_all(cls, value):
+        """One clear error for the union (a positive number of rows, 'all' or empty)."""
+        if value is None or value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("allowed: a number of rows >= 1, 'all' (one network) or empty (the ratio)")
+
+    @field_validator("nonnegative", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value):
+        """One clear error for the union (true, false or 'auto')."""
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError("allowed: true, false or 'auto'")
 
 
 class StitchConfig(StageConfig):

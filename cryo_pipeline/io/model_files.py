@@ -11,7 +11,8 @@
   written with; a resume checks that config (:func:`load_checkpoint`).
 * **CN coordinate-network weights** (``cn/seed/model.pt``, ``cn/slabs/slab_<i>.pt``):
   ``state_dict``, the SIREN ``architecture`` (:data:`SIREN_ARCHITECTURE_KEYS`), the
-  ``slab`` and the fit time of the chain so far (``chain_s``).
+  ``slab``, the fit time of the chain so far (``chain_s``) and the Adam state of the fit
+  (``optimizer``: a slab carries on the seed's moments with ``cn.slab_optimizer: continue``).
 
 Every file is written under a temporary name and renamed (never half-written).
 """
@@ -136,15 +137,34 @@ def load_checkpoint(path: Path, *, expected_config: Mapping[str, Any],
 
 # --- CN coordinate networks -------------------------------------------------------------
 def build_siren(cfg: Any) -> Siren:
-    """The network every slab of a run uses (same architecture and initial weights), from the CN config."""
+    """The network every slab of a run uses (same architecture and initial weights), from the CN config.
+
+    ``cfg.nonnegative`` must be decided (``auto`` resolved for the dataset by ``plan_slabs``).
+    """
+    if not isinstance(cfg.nonnegative, bool):
+        raise ValueError(f"cn.nonnegative is {cfg.nonnegative!r}: decide it for the dataset first (plan_slabs)")
     return Siren(**{key: getattr(cfg, key) for key in SIREN_ARCHITECTURE_KEYS}, seed=cfg.seed)
 
 
-def save_siren_weights(path: Path, model: torch.nn.Module, cfg: Any, *, slab: int, chain_s: float) -> None:
-    """Write a CN network's weights with its architecture, slab index and chain time."""
-    _save(Path(path), {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       "architecture": {k: getattr(cfg, k) for k in SIREN_ARCHITECTURE_KEYS}, "slab": slab,
-                       "chain_s": chain_s})
+def _on_cpu(value: Any) -> Any:
+    """A (nested) state dict with every tensor on the CPU (loadable on any device)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_on_cpu(v) for v in value]
+    return value
+
+
+def save_siren_weights(path: Path, model: torch.nn.Module, cfg: Any, *, slab: int, chain_s: float,
+                       optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Write a CN network's weights with its architecture, slab index, chain time and optimiser state."""
+    state = {"state_dict": _on_cpu(model.state_dict()),
+             "architecture": {k: getattr(cfg, k) for k in SIREN_ARCHITECTURE_KEYS}, "slab": slab, "chain_s": chain_s}
+    if optimizer is not None:
+        state["optimizer"] = _on_cpu(optimizer.state_dict())
+    _save(Path(path), state)
 
 
 def load_siren_weights(path: Path, cfg: Any, device: torch.device) -> tuple[torch.nn.Module, dict]:

@@ -73,6 +73,9 @@ class SlabPlanRecord:
         Parameters per voxel of one slab's core.
     schedule : str
         ``seed`` or ``chain`` (the CN config's, recorded).
+    nonnegative : bool
+        Whether the networks' output is non-negative (``cn.nonnegative`` decided for the
+        dataset: ``auto`` resolved by ``plan_slabs``); plans of older versions read as true.
     tilt_series : str
         The tilt series the plan was made from.
     dataset, provenance : dict
@@ -90,6 +93,7 @@ class SlabPlanRecord:
     params_per_voxel: float
     schedule: str
     tilt_series: str
+    nonnegative: bool = True
     dataset: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -122,10 +126,17 @@ class SlabPlanRecord:
             "n_parameters": int(self.n_parameters),
             "params_per_voxel": float(self.params_per_voxel),
             "schedule": self.schedule,
+            "nonnegative": bool(self.nonnegative),
             "tilt_series": self.tilt_series,
             "dataset": self.dataset,
             "provenance": self.provenance,
         }
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def write_slab_plan(path: Path, record: SlabPlanRecord) -> None:
@@ -161,6 +172,7 @@ def read_slab_plan(path: Path) -> SlabPlanRecord:
             params_per_voxel=float(data["params_per_voxel"]),
             schedule=str(data["schedule"]),
             tilt_series=str(data["tilt_series"]),
+            nonnegative=_flag(data.get("nonnegative", True), "nonnegative"),
             dataset=dict(data.get("dataset") or {}),
             provenance=dict(data.get("provenance") or {}),
         )

@@ -45,8 +45,10 @@ METRIC_COLUMNS = (
     "corruption",
     "psnr_db",
     "psnr_paper_db",
+    "psnr_cn_paper_db",
     "ssim",
     "ssim_global",
+    "ssim_cn_paper",
     "fit_a",
     "fit_b",
     "fsc_resolution_angstrom",
@@ -70,8 +72,9 @@ METRIC_TEXT_COLUMNS = (
     "dataset", "method", "kind", "corruption", "device", "volume_path", "ground_truth_path", "curves_path",
 )
 """Metric-table columns that hold text ('' when empty)."""
-METRIC_OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth")
-"""Numeric columns only some methods fill (``seam_ratio``: CN); an older table may lack them."""
+METRIC_OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper")
+"""Numeric columns only some methods fill (``seam_ratio``: CN) or newer tables have (the CN paper's metric);
+an older table may lack them."""
 METRIC_NUMERIC_COLUMNS = tuple(
     c for c in METRIC_COLUMNS if c not in METRIC_TEXT_COLUMNS and c not in METRIC_OPTIONAL_COLUMNS
 )

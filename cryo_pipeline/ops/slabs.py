@@ -10,6 +10,9 @@ stitcher blends them with the shared raised-cosine window of ramp ``2h``
 (:mod:`cryo_pipeline.ops.blending`), so every row is a weighted mean of the networks
 that saw it with context on both sides. The *seam* between slabs ``i`` and ``i + 1``
 is the middle of their overlap (where the window of ``i + 1`` starts without a halo).
+A plan of one slab (``t = H``, or ``t`` from the parameter ratio reaching the height)
+has no neighbour: its halo is 0 and its window is the whole height, whatever ``h`` was
+asked for — one network on the whole volume.
 
 Slab thickness from the CN paper's parameter ratio: a network of ``P`` parameters for a
 sub-volume of ``d × t × w`` voxels has ratio ``P / (d·t·w)``; the paper keeps ≈ 1/8
@@ -88,6 +91,8 @@ class SlabPlan:
 def plan_slabs(height_px: int, *, slab_px: int, halo_px: int) -> SlabPlan:
     """Cut ``height_px`` rows into ``⌈H / t⌉`` slabs with a halo of ``h`` rows.
 
+    One slab (``t = H``) gets no halo: its window is the whole height.
+
     Raises
     ------
     ValueError
@@ -99,9 +104,11 @@ def plan_slabs(height_px: int, *, slab_px: int, halo_px: int) -> SlabPlan:
         raise ValueError(f"slab thickness must be >= 1 row, got {slab}")
     if slab > height:
         raise ValueError(f"slab thickness {slab} rows is larger than the volume height {height} rows; "
-                         f"use cn.slab_px <= {height}")
+                         f"use cn.slab_px <= {height} (or 'all' for one network on the whole volume)")
     if halo < 0:
         raise ValueError(f"halo must be >= 0 rows, got {halo}")
+    if slab == height:  # one network on the whole volume: nothing to blend with
+        return SlabPlan(height, slab, 0, height, (0,))
     if halo >= slab:
         raise ValueError(f"halo ({halo} rows) must be smaller than the slab thickness ({slab} rows); "
                          "lower cn.halo_px or raise cn.slab_px")
@@ -110,8 +117,6 @@ def plan_slabs(height_px: int, *, slab_px: int, halo_px: int) -> SlabPlan:
         raise ValueError(f"slab {slab} + 2 x halo {halo} = {window} rows is taller than the volume ({height} rows); "
                          "lower cn.halo_px or cn.slab_px")
     n_slabs = math.ceil(height / slab)
-    if n_slabs == 1:
-        return SlabPlan(height, slab, halo, window, (0,))
     origins = tuple(int(round(i * (height - window) / (n_slabs - 1))) for i in range(n_slabs))
     if len(set(origins)) < n_slabs:
         raise ValueError(f"{n_slabs} slab windows of {window} rows (slab {slab} + 2 x halo {halo}) do not fit apart "

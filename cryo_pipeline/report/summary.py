@@ -17,6 +17,9 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("psnr_paper_db", "PSNR papers (dB)", ".2f", "10·log10(max(GT)/MSE), values as given"),
     Column("ssim", "SSIM ours", ".4f", "windowed 3D SSIM, σ = 1.5, after the fit"),
     Column("ssim_global", "SSIM global", ".4f", "CryoGEN paper's global SSIM, values as given"),
+    Column("psnr_cn_paper_db", "PSNR CN paper (dB)", ".2f",
+           "CN paper's code: per-y-slice PSNR after [0, 1] rescale and mean/std match, averaged"),
+    Column("ssim_cn_paper", "SSIM CN paper", ".4f", "CN paper's code: mean 2D SSIM over z-planes, 7×7 window"),
     Column("fit_a", "fit a", ".4g", "least-squares scale a in a·v+b"),
     Column("fit_b", "fit b", ".4g", "least-squares offset b in a·v+b"),
     Column("fsc_resolution_angstrom", "FSC 0.143 (Å)", ".1f"),
@@ -32,7 +35,8 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("device", "device"),
     Column("hardware", "hardware", "", "processor (where recorded) and host of the method's last job"),
 )
-OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "jobs_wall_s", "hardware")
+OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper", "jobs_wall_s",
+                    "hardware")
 """Columns shown only when some row has a value."""
 
 METRIC_NOTES = (
@@ -44,6 +48,12 @@ METRIC_NOTES = (
     "a·v + b of each volume v to it is made first, so a method's own intensity scale does not count against "
     "it; PSNR = 10·log10(1/MSE) and SSIM is the windowed 3D SSIM (Gaussian σ = 1.5, data range 1). The "
     "fitted a and b are shown in the table.",
+    "Which paper each column reproduces: PSNR papers is the formula printed in both papers (CryoGEN A.3.1, "
+    "CN §3.6.2) and SSIM global the CryoGEN paper's (its Table 1 is computed this way); PSNR CN paper and SSIM "
+    "CN paper reproduce the CN paper's Table 1, which its released code computes differently from its printed "
+    "formula: both volumes rescaled to [0, 1], the output given the ground truth's mean and std, PSNR per "
+    "y-slice (peak = that slice's ground-truth maximum) averaged over the slices, SSIM the mean 2D SSIM of the "
+    "z-planes (7 × 7 window). PSNR ours and SSIM ours reproduce no paper.",
     "FSC resolutions are where the FSC first drops below 0.143 and 0.5; dFSC are the directional FSC means "
     "over the measured and the missing Fourier region. Wedge fill needs no reference: power in the missing "
     f"region over the power expected there from the measured region at the same radius. {MISSING} means the "

@@ -25,6 +25,7 @@ from cryo_pipeline.io.stage_records import read_stage_meta, stage_outputs
 from cryo_pipeline.io.tables import METRIC_COLUMNS, write_metrics_row
 from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
+from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
 from cryo_pipeline.ops.slabs import row_step_means, seam_ratio
 from cryo_pipeline.ops.tilts import select_tilts_in_range
 
@@ -92,6 +93,9 @@ def run(
                 f"{truth.shape}; a method must return a volume of the ground truth's shape"
             )
         scores = scored_metrics(volume, truth, windowed_ssim=cfg.windowed_ssim)
+        if float(volume.max()) > float(volume.min()):  # the CN paper's code rescales both to [0, 1] (in memory)
+            scores["psnr_cn_paper_db"] = psnr_cn_paper_db(np.asarray(volume), np.asarray(truth))
+            scores["ssim_cn_paper"] = ssim_cn_paper(np.asarray(volume), np.asarray(truth))
         fsc = fsc_metrics(volume, truth, angles_deg=angles, voxel_size_angstrom=truth_voxel)
         curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
         row.update({k: v for k, v in scores.items() if k in row})

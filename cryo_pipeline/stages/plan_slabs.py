@@ -28,7 +28,14 @@ from cryo_pipeline.ops.tilts import select_tilts_in_range
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run"]
+__all__ = ["resolve_nonnegative", "run"]
+
+
+def resolve_nonnegative(cfg: CnConfig, dataset: DatasetRow) -> CnConfig:
+    """``cfg`` with ``nonnegative: auto`` decided for ``dataset``: true for a built-in phantom, else false."""
+    if cfg.nonnegative != "auto":
+        return cfg
+    return cfg.model_copy(update={"nonnegative": dataset.is_phantom})
 
 
 def _rms_of_tilts(series: np.ndarray, keep: np.ndarray, path: Path) -> float:
@@ -52,9 +59,12 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
     """Write the slab plan of one tilt series to ``out`` (JSON) and return it.
 
     The volume is ``(d, H, w)``: ``H`` and ``w`` from the tilt series, ``d`` from the
-    reference volume (synthetic data), else ``cfg.thickness_px``, else ``w``.
+    reference volume (synthetic data), else ``cfg.thickness_px``, else ``w``. A plan of one
+    slab (``cn.slab_px: all``, or a ratio that covers the height) is one network on the
+    whole volume. ``cn.nonnegative: auto`` is decided here for the dataset and recorded.
     """
     tilt_series_path, angles_path = Path(tilt_series_path), Path(angles_path)
+    cfg = resolve_nonnegative(cfg, dataset)
     header = read_mrc_header(tilt_series_path)
     n_images, height, width = (int(n) for n in header["shape_zyx"])
     angles = read_tilt_angles(angles_path)
@@ -65,8 +75,11 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
     else:
         depth = cfg.thickness_px or width
     n_parameters = count_parameters(build_siren(cfg))
-    slab = cfg.slab_px or slab_rows_from_ratio(n_parameters, depth_px=depth, width_px=width,
-                                               ratio=cfg.params_per_voxel, height_px=height)
+    if cfg.slab_px == "all":
+        slab = height
+    else:
+        slab = cfg.slab_px or slab_rows_from_ratio(n_parameters, depth_px=depth, width_px=width,
+                                                   ratio=cfg.params_per_voxel, height_px=height)
     try:
         plan = plan_slabs(height, slab_px=slab, halo_px=cfg.halo_px)
     except ValueError as error:
@@ -85,11 +98,13 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
         params_per_voxel=n_parameters / (depth * plan.slab_px * width),
         schedule=cfg.schedule,
         tilt_series=str(tilt_series_path),
+        nonnegative=bool(cfg.nonnegative),
         dataset=dataset.model_dump(mode="json"),
         provenance=provenance_record(config=cfg.model_dump(mode="json")),
     )
     write_slab_plan(Path(out), record)
     log.info("%s: %d slabs of %d rows (+%d halo) over %d rows, volume %s, %d/%d tilts, %d parameters per network "
-             "(%.3g per voxel)", dataset.dataset, plan.n_slabs, plan.slab_px, plan.halo_px, height,
-             (depth, height, width), keep.size, n_images, n_parameters, record.params_per_voxel)
+             "(%.3g per voxel), %s output", dataset.dataset, plan.n_slabs, plan.slab_px, plan.halo_px, height,
+             (depth, height, width), keep.size, n_images, n_parameters, record.params_per_voxel,
+             "non-negative" if cfg.nonnegative else "signed")
     return plan

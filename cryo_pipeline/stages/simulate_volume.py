@@ -13,6 +13,7 @@ from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import SimulateConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.ops.phantom_sets import PHANTOM_SETS, make_phantom_set
 from cryo_pipeline.ops.phantoms import make_phantom, rotated_map
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def run(*, dataset: DatasetRow, cfg: SimulateConfig, out: Path) -> None:
         raise ValueError(f"dataset {dataset.dataset}: simulate_volume needs kind 'synthetic', got {dataset.kind}")
     start = time.perf_counter()
     if dataset.is_phantom:
-        volume = make_phantom(dataset.source, shape_zyx=dataset.shape_px, seed=dataset.seed)
+        build = make_phantom_set if dataset.source in PHANTOM_SETS else make_phantom  # the CN paper's sets
+        volume = build(dataset.source, shape_zyx=dataset.shape_px, seed=dataset.seed)
         voxel_size = float(dataset.voxel_size_angstrom)
         log.info("phantom %s %s voxels at %.3f A", dataset.source, volume.shape, voxel_size)
     else:

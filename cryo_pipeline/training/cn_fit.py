@@ -129,6 +129,8 @@ def fit_window(
     scale: float,
     desc: str = "fit",
     on_step: Callable[[int, float], None] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_rms: float | None = None,
 ) -> list[float]:
     """Fit ``model`` so that ``A (s · G)`` matches ``measured`` over the window's rows.
 
@@ -149,6 +151,13 @@ def fit_window(
         Amplitude ``s`` (:func:`value_scale`).
     on_step : callable, optional
         ``on_step(step, loss)`` after every step (e.g. a fault injector or a monitor).
+    optimizer : torch.optim.Optimizer, optional
+        Adam over ``model``'s parameters whose moments carry on from an earlier fit (the
+        seed's); its learning rate is overwritten by the schedule. None = a fresh Adam.
+    loss_rms : float, optional
+        The loss is divided by this rms (squared for ``l2``): pass the whole tilt series'
+        so that every slab's loss, and so its gradients, are on the seed's scale (Adam
+        moments carried over stay valid). None = the rms of ``measured``.
 
     Returns
     -------
@@ -165,11 +174,12 @@ def fit_window(
         raise ValueError(f"measured rows ({measured.shape[1]}) do not match the window {start}..{stop}")
     device = measured.device
     rows_all = torch.arange(start, stop, device=device)
-    rms = float(measured.square().mean().sqrt())
+    rms = float(measured.square().mean().sqrt()) if loss_rms is None else float(loss_rms)
     if not math.isfinite(rms) or rms <= 0:
         raise ValueError(f"tilt-series rows {start}..{stop} have rms {rms}: nothing to fit")
     amp = device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_start)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr_start)
     generator = torch.Generator().manual_seed(int(settings.seed))
     n_rows = stop - start
     subset = settings.rows_per_step is not None and settings.rows_per_step < n_rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def test_record_round_trips_and_keeps_its_key_order(tmp_path):
     keys = list(json.loads((tmp_path / "slabs.json").read_text()))
     assert keys[:7] == ["height_px", "slab_px", "halo_px", "window_px", "origins_y", "n_slabs", "boundaries_y"]
     assert keys[7:] == ["volume_shape_zyx", "voxel_size_angstrom", "tilt_indices", "angles_deg", "tilt_series_rms",
-                        "value_scale", "seed_slab", "n_parameters", "params_per_voxel", "schedule", "tilt_series",
-                        "dataset", "provenance"]
+                        "value_scale", "seed_slab", "n_parameters", "params_per_voxel", "schedule", "nonnegative",
+                        "tilt_series", "dataset", "provenance"]
     assert record.seed_slab == 2 and record.n_slabs == 5 and record.tilt_range_deg == (-60.0, 60.0)
 
 
@@ -57,6 +58,22 @@ def test_missing_or_broken_plans_are_clear_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"bad\.json: not a valid slab plan \(KeyError: 'value_scale'\)"):
         read_slab_plan(tmp_path / "bad.json")
+    record = _record(plan_slabs(20, slab_px=4, halo_px=1)).to_json()
+    record["nonnegative"] = "auto"  # must have been decided by plan_slabs
+    (tmp_path / "undecided.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"undecided\.json: not a valid slab plan \(TypeError: nonnegative must be"):
+        read_slab_plan(tmp_path / "undecided.json")
+
+
+def test_a_plan_of_an_older_version_reads_as_a_non_negative_output(tmp_path):
+    record = _record(plan_slabs(20, slab_px=4, halo_px=1))
+    data = record.to_json()
+    del data["nonnegative"]  # written before cn.nonnegative could be 'auto' (then the default was true)
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert read_slab_plan(tmp_path / "old.json").nonnegative is True
+    signed = dataclasses.replace(record, nonnegative=False)
+    write_slab_plan(tmp_path / "signed.json", signed)
+    assert read_slab_plan(tmp_path / "signed.json").nonnegative is False
 
 
 def test_slab_paths_and_the_weights_each_slab_starts_from():

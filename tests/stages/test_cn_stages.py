@@ -10,18 +10,22 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import CnConfig, StitchConfig
+from cryo_pipeline.io.model_files import build_siren
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.io.zarr_store import read_volume_zarr
+from cryo_pipeline.ops.data_consistency import keep_measured_region
 from cryo_pipeline.ops.fsc import dfsc_missing_mean, directional_fsc
 from cryo_pipeline.ops.metrics import psnr_paper_db
 from cryo_pipeline.ops.phantoms import make_phantom
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 from cryo_pipeline.stages import fit_slab, plan_slabs, stitch_tiles
+from cryo_pipeline.training.cn_fit import evaluate_window
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ANGLES = np.arange(-60, 60.01, 2.0)
+SLAB_GAP_DB = 3.0  # 4 slabs at CPU scale, this seed: -2.2 dB (old design -5.4 dB); bench cn_slabs
 TINY = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=3,
                 rows_per_step=2)
 
@@ -121,8 +125,8 @@ def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(cn_tilt_series, tmp_path):
     torch.manual_seed(0)
     truth = make_phantom("mixed_shapes", shape_zyx=(64, 32, 64), seed=1).astype(np.float32)
     row = cn_tilt_series(tmp_path, truth, ANGLES)
-    cfg = CnConfig(width=128, n_hidden_layers=3, slab_px=4, halo_px=2, seed_iterations=300, slab_iterations=150,
-                   slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
+    cfg = CnConfig(width=128, n_hidden_layers=3, nonnegative=True, slab_px=4, halo_px=2, seed_iterations=300,
+                   slab_iterations=150, slab_lr_start=3e-4, slab_lr_end=3e-5, rows_per_step=8)
     plan = _run_all(tmp_path, row, cfg, StitchConfig(chunk_px=32))
     assert plan.n_slabs == 8
     cn = read_mrc(tmp_path / "cn.mrc").data
@@ -141,3 +145,133 @@ def test_cn_beats_wbp_on_mixed_shapes_cpu_protocol(cn_tilt_series, tmp_path):
     # A 32-row phantom's own rows differ more at these 7 seams than elsewhere (ratio ~1.3), so the raw
     # ratio cannot reach 1.2 for any faithful reconstruction; what the slabs must not do is add a seam:
     assert record["seam_ratio"] <= max(1.2, 1.05 * truth_ratio)
+
+
+def test_slab_px_all_and_a_ratio_covering_the_height_give_one_network_without_halo(cn_tilt_series, tmp_path):
+    """Regression (issue 14): the ratio asked for one 64-row slab, and halo 4 made a 72-row window (> 64)."""
+    truth = np.zeros((48, 64, 64), np.float32)
+    truth[10:30, 20:40, 20:44] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES[::6])
+    demo_like = CnConfig(width=128, n_hidden_layers=3, slab_px=None, halo_px=4)  # the ratio gives >= 64 rows
+    for name, cfg in (("ratio", demo_like), ("all", TINY.model_copy(update={"slab_px": "all"}))):
+        plan = plan_slabs.run(tilt_series_path=tmp_path / "ts.mrc", angles_path=tmp_path / "ts.tlt", dataset=row,
+                              cfg=cfg, out=tmp_path / f"{name}.json", reference_volume_path=tmp_path / "gt.mrc")
+        assert (plan.n_slabs, plan.halo_px, plan.window(0), plan.boundaries_y) == (1, 0, (0, 64), ())
+
+
+def test_one_slab_is_one_network_written_without_blending(cn_tilt_series, tmp_path):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    cfg = TINY.model_copy(update={"slab_px": "all"})
+    plan = _run_all(tmp_path, row, cfg)
+    assert plan.n_slabs == 1
+    record = json.loads((tmp_path / "cn.json").read_text())
+    assert "seam_ratio" not in record and record["n_groups"] == 1
+    # the volume is the single network's evaluation, unblended
+    tile, _ = read_volume_zarr(tmp_path / "cn.zarr")
+    state = torch.load(tmp_path / "slab_0.pt", weights_only=True)
+    plan_record = json.loads((tmp_path / "plan.json").read_text())
+    net = build_siren(cfg.model_copy(update={"nonnegative": plan_record["nonnegative"]}))
+    net.load_state_dict(state["state_dict"])
+    direct = evaluate_window(net, volume_shape_zyx=truth.shape, window_y=(0, 12), scale=plan_record["value_scale"])
+    np.testing.assert_array_equal(tile, direct)
+    np.testing.assert_array_equal(read_mrc(tmp_path / "cn.mrc").data, direct)
+    # the seed fitted every row, and slab 0 continued its Adam moments: one optimiser run of both schedules
+    assert state["optimizer"]["state"][0]["step"] == cfg.seed_iterations + cfg.slab_iterations
+
+
+@pytest.mark.parametrize("mode, steps", [("continue", TINY.seed_iterations + TINY.slab_iterations),
+                                         ("restart", TINY.slab_iterations)])
+def test_slabs_continue_or_restart_the_seeds_adam(cn_tilt_series, tmp_path, mode, steps):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    cfg = TINY.model_copy(update={"slab_optimizer": mode})
+    plan = _run_all(tmp_path, row, cfg)
+    seed = torch.load(tmp_path / "seed.pt", weights_only=True)
+    assert seed["optimizer"]["state"][0]["step"] == cfg.seed_iterations
+    for i in range(plan.n_slabs):
+        assert torch.load(tmp_path / f"slab_{i}.pt", weights_only=True)["optimizer"]["state"][0]["step"] == steps
+
+
+def test_keep_measured_makes_every_slab_consistent_and_so_the_stitched_volume(cn_tilt_series, tmp_path):
+    """cn.keep_measured on = the op on the stitched volume without it: rows are independent, blending is convex."""
+    truth = np.zeros((9, 12, 11), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    volumes = {}
+    for keep in (False, True):
+        folder = tmp_path / str(keep)
+        folder.mkdir()
+        for name in ("ts.mrc", "ts.tlt", "gt.mrc"):
+            (folder / name).symlink_to(tmp_path / name)
+        plan = _run_all(folder, row, TINY.model_copy(update={"keep_measured": keep}))
+        volumes[keep] = read_mrc(folder / "cn.mrc").data
+    assert plan.n_slabs == 3
+    wbp = weighted_backprojection_3d(read_mrc(tmp_path / "ts.mrc").data, ANGLES, volume_shape_zyx=truth.shape)
+    np.testing.assert_allclose(volumes[True], keep_measured_region(volumes[False], wbp, ANGLES), atol=1e-4)
+    assert np.abs(volumes[True] - volumes[False]).max() > 1e-2  # the step did change the volume
+    # the measured planes are the WBP's (dFSC 1 there), the missing region the network's
+    _, measured, _ = directional_fsc(volumes[True], wbp, angles_deg=ANGLES)
+    assert np.nanmin(measured[1:]) > 0.999
+
+
+@pytest.fixture(scope="module")
+def slabs_vs_one_network(tmp_path_factory):
+    """bench cn_slabs' setting, one seed: 4 stitched slab jobs and one network with the same optimiser steps."""
+    from cryo_pipeline.io.mrc import write_mrc
+    from cryo_pipeline.ops.metrics import psnr_db, ssim
+    from cryo_pipeline.ops.noise import add_gaussian_noise
+    from cryo_pipeline.ops.projector_supersampled import project_3d_supersampled
+
+    torch.set_num_threads(1)
+    tmp_path = tmp_path_factory.mktemp("slabs_vs_one")
+    truth = make_phantom("mixed_shapes", shape_zyx=(32, 48, 48), seed=0)
+    write_mrc(tmp_path / "gt.mrc", truth, voxel_size_angstrom=10.0)
+    series = add_gaussian_noise(project_3d_supersampled(truth, ANGLES), snr=10.0, seed=0)
+    write_mrc(tmp_path / "ts.mrc", series, voxel_size_angstrom=10.0)
+    (tmp_path / "ts.tlt").write_text("\n".join(f"{a:g}" for a in ANGLES) + "\n")
+    row = DatasetRow(dataset="bound", kind="tiltseries", source=str(tmp_path / "ts.mrc"),
+                     angles=str(tmp_path / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
+                     methods=("cn",))
+    base = CnConfig(width=64, n_hidden_layers=3, nonnegative=True, halo_px=2, seed_iterations=200,
+                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=8)
+    scores = {}
+    for name, update in (("one", {"slab_px": "all", "slab_iterations": 400}),
+                         ("slabs", {"slab_px": 12, "slab_iterations": 100})):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("gt.mrc", "ts.mrc", "ts.tlt"):
+            (folder / f).symlink_to(tmp_path / f)
+        plan = _run_all(folder, row, base.model_copy(update=update), StitchConfig(chunk_px=32))
+        cn = read_mrc(folder / "cn.mrc").data
+        scores[name] = {"psnr": psnr_db(cn, truth), "ssim": ssim(cn, truth),
+                        "missing": dfsc_missing_mean(directional_fsc(cn, truth, angles_deg=ANGLES)[2])}
+        if plan.n_slabs > 1:
+            record = json.loads((folder / "cn.json").read_text())
+            scores[name]["seam"] = record["seam_ratio"]
+            scores[name]["seam_truth"] = seam_ratio(np.abs(np.diff(truth.astype(np.float64), axis=1)).mean(axis=(0, 2)),
+                                                    record["slab_boundaries_y"])
+    print(scores)
+    return scores
+
+
+@pytest.mark.slow
+def test_stitched_slabs_stay_close_to_one_network_without_seams(slabs_vs_one_network):
+    """What the redesign achieves at CPU scale (bench cn_slabs): within SLAB_GAP_DB of one network at equal
+    compute (the old design lost 2.5-5.4 dB at this scale), and no seam beyond the ground truth's own at the same rows."""
+    one, slabs = slabs_vs_one_network["one"], slabs_vs_one_network["slabs"]
+    assert slabs["psnr"] >= one["psnr"] - SLAB_GAP_DB
+    assert slabs["seam"] <= 1.05 * slabs["seam_truth"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 14 bound not met yet: stitched slabs trail one network by ~1 dB at "
+                                       "CPU scale (bench cn_slabs); passes once a design closes the gap")
+def test_stitched_slabs_match_one_network_within_the_issue_bound(slabs_vs_one_network):
+    """Issue 14 bound: within 0.3 dB PSNR and 0.005 SSIM of one network, missing-region dFSC no lower."""
+    one, slabs = slabs_vs_one_network["one"], slabs_vs_one_network["slabs"]
+    assert slabs["psnr"] >= one["psnr"] - 0.3
+    assert slabs["ssim"] >= one["ssim"] - 0.005
+    assert slabs["missing"] >= one["missing"] - 0.01

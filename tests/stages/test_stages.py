@@ -259,3 +259,5 @@ def test_evaluate_perfect_volume_scores_perfectly(tmp_path):
     assert metrics["fit_a"] == pytest.approx(1 / 3, rel=1e-4) and metrics["fit_b"] == pytest.approx(-1 / 6, abs=1e-4)
     assert metrics["ssim"] == pytest.approx(1.0, abs=1e-4)
     assert metrics["psnr_db"] > 60
+    # the CN paper code's metric rescales both volumes, so the other intensity scale is perfect there too
+    assert metrics["psnr_cn_paper_db"] == np.inf and metrics["ssim_cn_paper"] == pytest.approx(1.0, abs=1e-9)

@@ -138,3 +138,23 @@ def test_a_killed_fit_slab_reruns_alone(cn_workdir):
     assert counts.get("fit_slab_seed", 0) == 0
     assert counts["fit_slab"] == math.ceil(HEIGHT / SLAB) - len(finished)
     assert {name: (slabs / name).stat().st_mtime_ns for name in finished} == stamps  # finished slabs untouched
+
+
+def test_slab_px_null_on_the_demo_volume_runs_one_network(tiny_workdir):
+    """Regression (issue 14): the paper's ratio asks for one 64-row slab of the 48 x 64 x 64 demo volume; with
+    halo_px 4 plan_slabs used to fail (72 > 64 rows). Now: one network, no halo, written without blending, scored
+    with the CN paper's metric too."""
+    (tiny_workdir / "config" / "datasets.tsv").write_text(SHEET.replace(f"24x{HEIGHT}x32", "48x64x64"))
+    path = tiny_workdir / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    assert config["cn"]["width"] == 128  # the demo's network
+    config["cn"].update(slab_px=None, halo_px=4, seed_iterations=3, slab_iterations=2, rows_per_step=2)
+    path.write_text(yaml.safe_dump(config))
+    metrics = "results/tiny/shapes.ts/cn/metrics.tsv"
+    done = run_snakemake(tiny_workdir, "--cores", "2", metrics, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plan = yaml.safe_load((tiny_workdir / PLAN).read_text())  # JSON is YAML
+    assert (plan["n_slabs"], plan["halo_px"], plan["window_px"]) == (1, 0, 64)
+    row = dict(zip(*[line.split("\t") for line in (tiny_workdir / metrics).read_text().splitlines()], strict=True))
+    assert math.isfinite(float(row["psnr_cn_paper_db"])) and math.isfinite(float(row["ssim_cn_paper"]))
+    assert row["seam_ratio"] in ("", "nan")  # one network: no seams to measure

@@ -1,0 +1,125 @@
+"""PSNR and SSIM exactly as the CN paper's released code computes them (its Table 1).
+
+Van Veen et al. 2024 (coordinate networks) print PSNR/SSIM from their ``metrics.py``
+(``calc_metrics``), not from the formula of their §3.6.2. The steps, on ``(d, h, w)``
+volumes with y the tilt axis (their arrays are z, y, x at scoring time):
+
+1. both volumes min–max rescaled to [0, 1] (their ``scale_to_0_1``);
+2. ``norm_imgs``: the ground truth multiplied by ``0.1 / max`` (so it spans [0, 0.1]),
+   the estimate standardised and given the ground truth's mean and standard deviation
+   (population std). The 0.1 cancels in both scores below;
+3. **PSNR** per y-slice ``(d, w)`` with ``data_range`` = that slice's ground-truth
+   maximum: ``10·log10(data_range² / MSE)`` (scikit-image ``peak_signal_noise_ratio``);
+   slices whose value is ±inf (an exact slice, or an empty ground-truth slice) or ≤ 0 are
+   left out, the rest averaged (here a slice above 200 dB counts as exact: float
+   rounding of the normalisation leaves ~1e-30 instead of 0);
+4. **SSIM**: scikit-image ``structural_similarity(gt, est, channel_axis=False,
+   data_range=est.max())``. ``channel_axis=False`` makes scikit-image treat axis 0 (z) as
+   channels, so this is the mean over z-planes of the 2D SSIM of each ``(h, w)`` plane:
+   7 × 7 uniform window, sample covariance (N/(N − 1)), K1 = 0.01, K2 = 0.03, reflected
+   edges, the 3-pixel border of each plane left out of the mean; ``data_range`` is the
+   normalised estimate's maximum over the whole volume.
+
+The code rounds to 3 decimals and computes in float32; here float64, unrounded.
+Reference: davevanveen/unsup_cryoet ``src/metrics.py``, ``src/dataset.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from cryo_pipeline.ops.volume_moments import check_pair
+
+__all__ = ["cn_paper_normalised", "psnr_cn_paper_db", "ssim_cn_paper", "SSIM_WINDOW_PX"]
+
+SSIM_WINDOW_PX = 7
+_K1, _K2 = 0.01, 0.03
+_GT_RANGE = 0.1  # norm_imgs(range_=0.1)
+_EXACT_DB = 200.0  # above this a slice is exact up to float rounding (+inf in the paper's code)
+
+
+def _unit_range(volume: np.ndarray, name: str) -> np.ndarray:
+    lo, hi = float(volume.min()), float(volume.max())
+    if not hi > lo:
+        raise ValueError(f"the {name} is constant (every value is {lo}); the CN paper's metric rescales it to "
+                         "[0, 1], which needs a range")
+    return (volume - lo) / (hi - lo)
+
+
+def cn_paper_normalised(estimate: np.ndarray, ground_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1–2: the ``(estimate, ground_truth)`` pair as the paper's code scores it.
+
+    Parameters
+    ----------
+    estimate, ground_truth : numpy.ndarray
+        ``(d, h, w)`` volumes of equal shape.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        float64 estimate (ground truth's mean and std) and ground truth in [0, 0.1].
+    """
+    est, gt = (np.asarray(v, dtype=np.float64) for v in check_pair(estimate, ground_truth))
+    if not (np.all(np.isfinite(est)) and np.all(np.isfinite(gt))):
+        raise ValueError("estimate or ground_truth contains NaN or inf values")
+    if est.ndim != 3:
+        raise ValueError(f"the CN paper's metric scores (d, h, w) volumes, got shape {est.shape}")
+    gt = _unit_range(gt, "ground truth") * _GT_RANGE
+    est = _unit_range(est, "estimate")
+    est = (est - est.mean()) / est.std() * gt.std() + gt.mean()
+    return est, gt
+
+
+def psnr_cn_paper_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
+    """The CN paper's PSNR (dB): per-y-slice PSNR after :func:`cn_paper_normalised`, averaged.
+
+    Returns
+    -------
+    float
+        Mean over the y-slices with a finite, positive PSNR; ``inf`` when no slice has
+        one because every slice is exact (the paper's code would divide by zero).
+    """
+    est, gt = cn_paper_normalised(estimate, ground_truth)
+    values = []
+    for y in range(gt.shape[1]):
+        truth, guess = gt[:, y, :], est[:, y, :]
+        mse = float(np.mean((truth - guess) ** 2))
+        peak = float(truth.max())
+        if mse == 0.0 or peak <= 0.0:  # ±inf in the paper's code: left out
+            continue
+        value = 10.0 * np.log10(peak**2 / mse)
+        if 0 < value < _EXACT_DB:
+            values.append(value)
+    return float(np.mean(values)) if values else float("inf")
+
+
+def _ssim_2d(x: np.ndarray, y: np.ndarray, *, data_range: float) -> float:
+    """scikit-image's 2D SSIM (uniform 7 × 7 window, sample covariance, reflect, border cropped)."""
+    n = SSIM_WINDOW_PX**2
+    cov_norm = n / (n - 1.0)
+    mean = lambda v: uniform_filter(v, size=SSIM_WINDOW_PX, mode="reflect")  # noqa: E731
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (SSIM_WINDOW_PX - 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+def ssim_cn_paper(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
+    """The CN paper's SSIM: mean over z of the 2D SSIM of each ``(h, w)`` plane (see module doc).
+
+    Returns
+    -------
+    float
+        SSIM; NaN when a plane is smaller than the 7 × 7 window (the paper's code then
+        takes another path that fails on such volumes).
+    """
+    est, gt = cn_paper_normalised(estimate, ground_truth)
+    if min(gt.shape[1:]) < SSIM_WINDOW_PX or min(gt.shape) < SSIM_WINDOW_PX:
+        return float("nan")
+    data_range = float(est.max())
+    return float(np.mean([_ssim_2d(gt[z], est[z], data_range=data_range) for z in range(gt.shape[0])]))
