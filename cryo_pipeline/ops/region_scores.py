@@ -4,7 +4,7 @@ Three regions of the (k_z, k_x) plane (all constant along k_y, shells as in
 :mod:`cryo_pipeline.ops.fsc`):
 
 * the **held-out band**: Fourier voxels within half a voxel of a held-out tilt's plane
-  and not within half a voxel of any working tilt's plane
+  and more than :data:`BAND_MARGIN_PX` from any working tilt's plane
   (:func:`heldout_band_mask_3d`). Real measurements exist there (the reference was
   reconstructed from them) that no method saw: :func:`band_fsc` between a method's
   output and the full-range reference says how well the method filled it;
@@ -18,6 +18,16 @@ Three regions of the (k_z, k_x) plane (all constant along k_y, shells as in
 
 Means run over shells 1 … ``max_shell`` (inclusive), skipping shells without voxels in
 the region.
+
+**Apodisation.** Every score here first multiplies both volumes by the same separable
+Tukey window along z and x (:func:`apodize_zx`, cosine edges over
+:data:`APODIZATION_FRACTION` of each axis; y is left alone since the regions are
+constant along k_y). Without it the box's hard edges smear every back-projected plane
+across its neighbours with sinc tails (their negative lobes anti-correlate), so a WBP of
+the working range alone "agrees" with the reference in the band through the working
+data both contain. Measured on a ±76° simulation (mixed shapes, SNR 5): band FSC
+ground truth 0.67, WBP ±60° −0.03, noise 0.05 with the window; 0.29 / 0.15 / −0.02
+without it.
 """
 
 from __future__ import annotations
@@ -35,10 +45,69 @@ from cryo_pipeline.ops.fsc import (
 from cryo_pipeline.ops.wedge import missing_wedge_mask_3d
 
 
+APODIZATION_FRACTION = 0.5
+"""Tukey window parameter: the share of each of z and x that is tapered (half at each end)."""
+
+BAND_MARGIN_PX = 1.0
+"""A band voxel lies farther than this (Fourier voxels) from every working tilt's plane."""
+
+
+def tukey_window_1d(n: int, *, fraction: float = APODIZATION_FRACTION) -> np.ndarray:
+    """``(n,)`` Tukey window: flat 1 in the middle, raised-cosine over ``fraction·n/2`` at each end."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"apodisation fraction ({fraction}) must lie in [0, 1]")
+    position = (np.arange(n) + 0.5) / n  # voxel centres in (0, 1)
+    edge = np.minimum(position, 1.0 - position)  # distance to the nearer end
+    if fraction == 0:
+        return np.ones(n)
+    return np.where(edge >= fraction / 2, 1.0, 0.5 * (1.0 - np.cos(np.pi * edge / (fraction / 2))))
+
+
+def apodize_zx(volume: np.ndarray, *, fraction: float = APODIZATION_FRACTION) -> np.ndarray:
+    """``volume`` (``(d, h, w)``) times a Tukey window along z and x, as float64."""
+    volume = np.asarray(volume, dtype=np.float64)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (d, h, w), got shape {volume.shape}")
+    d, _, w = volume.shape
+    return volume * tukey_window_1d(d, fraction=fraction)[:, None, None] * tukey_window_1d(w, fraction=fraction)
+
+
+def plane_distance_2d(shape_zyx: tuple[int, int, int], angles_deg: Sequence[float]) -> np.ndarray:
+    """Distance (Fourier voxels) of each (k_z, k_x) point to the nearest tilt plane.
+
+    The plane of tilt θ is k_z cos θ + k_x sin θ = 0 (k in index units, fftfreq·n per
+    axis), as in :func:`cryo_pipeline.ops.fsc.measured_region_mask_3d`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(d, w)`` float64, unshifted.
+    """
+    angles = np.atleast_1d(np.asarray(angles_deg, dtype=np.float64))
+    if angles.size == 0 or not np.all(np.isfinite(angles)):
+        raise ValueError(f"angles_deg must be a non-empty list of finite angles, got {angles_deg!r}")
+    d, _, w = (int(n) for n in shape_zyx)
+    kz = (np.fft.fftfreq(d) * d)[:, None]
+    kx = (np.fft.fftfreq(w) * w)[None, :]
+    distance = np.full((d, w), np.inf)
+    for theta in np.radians(angles):
+        np.minimum(distance, np.abs(kz * np.cos(theta) + kx * np.sin(theta)), out=distance)
+    return distance
+
+
 def heldout_band_mask_3d(
-    shape_zyx: tuple[int, int, int], *, working_angles_deg: Sequence[float], heldout_angles_deg: Sequence[float]
+    shape_zyx: tuple[int, int, int],
+    *,
+    working_angles_deg: Sequence[float],
+    heldout_angles_deg: Sequence[float],
+    margin_px: float = BAND_MARGIN_PX,
 ) -> np.ndarray:
-    """Fourier voxels measured by a held-out tilt and by no working tilt.
+    """Fourier voxels on a held-out tilt's plane and away from every working tilt's plane.
+
+    A voxel is in the band when it lies within half a voxel of a held-out plane (a real
+    measurement exists there) and farther than ``margin_px`` from every working plane:
+    next to a working plane both a reconstruction's interpolation and the reference's
+    carry the same working data, which says nothing about filling.
 
     Parameters
     ----------
@@ -46,14 +115,18 @@ def heldout_band_mask_3d(
         Volume shape ``(d, h, w)``.
     working_angles_deg, heldout_angles_deg : sequence of float
         The tilts every method saw, and those kept back (reference minus working).
+    margin_px : float
+        Minimum distance (Fourier voxels) from the working planes.
 
     Returns
     -------
     numpy.ndarray
         ``(d, h, w)`` bool, unshifted, constant along k_y.
     """
-    heldout = measured_region_mask_3d(shape_zyx, heldout_angles_deg)
-    return heldout & ~measured_region_mask_3d(shape_zyx, working_angles_deg)
+    plane = (plane_distance_2d(shape_zyx, heldout_angles_deg) <= 0.5) & (
+        plane_distance_2d(shape_zyx, working_angles_deg) > margin_px
+    )
+    return np.broadcast_to(plane[:, None, :], tuple(int(n) for n in shape_zyx)).copy()
 
 
 def mean_over_shells(curve: np.ndarray, *, max_shell: float | None = None) -> float:
@@ -79,6 +152,15 @@ def crossing_shell(fsc: np.ndarray, *, threshold: float = 0.143) -> float:
     if resolution == 2.0:  # the never-below special case: Nyquist of the curve
         return float(fsc.size - 1)
     return float(1.0 / resolution)
+
+
+def reference_resolution_shell(even: np.ndarray, odd: np.ndarray, *, threshold: float = 0.143) -> float:
+    """Shell where the FSC of a reference's even/odd halves (apodised) first falls below ``threshold``.
+
+    The band FSC is averaged up to here: beyond it the reference is noise.
+    """
+    _, fsc = fourier_shell_correlation(apodize_zx(even), apodize_zx(odd))
+    return crossing_shell(fsc, threshold=threshold)
 
 
 def band_fsc(
@@ -108,7 +190,7 @@ def band_fsc(
             "the held-out band is empty: every held-out tilt's plane lies within half a voxel of a working "
             "tilt's (widen the reference range or use a larger box)"
         )
-    return region_shell_fsc(estimate, reference, band)
+    return region_shell_fsc(apodize_zx(estimate), apodize_zx(reference), band)
 
 
 def measured_region_fsc_mean(output: np.ndarray, method_input: np.ndarray, *, angles_deg: Sequence[float]) -> float:
@@ -119,7 +201,7 @@ def measured_region_fsc_mean(output: np.ndarray, method_input: np.ndarray, *, an
     denoises also lowers the high, noise-dominated shells.
     """
     measured = measured_region_mask_3d(np.shape(output), angles_deg)
-    return mean_over_shells(region_shell_fsc(output, method_input, measured))
+    return mean_over_shells(region_shell_fsc(apodize_zx(output), apodize_zx(method_input), measured))
 
 
 def halfmap_scores(
@@ -150,6 +232,7 @@ def halfmap_scores(
         Nyquist inside and outside the wedge), and the curves ``halfmap_fsc_curve``,
         ``halfmap_fsc_measured_curve``, ``halfmap_fsc_missing_curve`` as lists.
     """
+    even, odd = apodize_zx(even), apodize_zx(odd)
     _, fsc = fourier_shell_correlation(even, odd)
     measured = missing_wedge_mask_3d(
         np.shape(even), tilt_min_deg=tilt_min_deg, tilt_max_deg=tilt_max_deg
