@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cryo_pipeline.config.locations import check_fetch_location, fetch_file_name
+from cryo_pipeline.ops.tilt_selection import alternate_halves, check_half_size, tilts_in_range
 
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
 CORRUPTIONS = ("fourier", "tiltseries")
@@ -46,6 +47,13 @@ def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
     if len(sizes) != 3 or min(sizes) < 8 or max(sizes) > 4096:
         raise ValueError(f"shape_px {text!r} must give 3 sizes between 8 and 4096 voxels")
     return sizes  # type: ignore[return-value]
+
+
+def check_alternate_halves(angles_deg, row: DatasetRow, *, where: str) -> None:
+    """Raise ``ValueError`` (naming ``where`` and column halves) when a half of the working tilts has < 4 tilts."""
+    working = tilts_in_range(angles_deg, tilt_min_deg=row.tilt_min_deg, tilt_max_deg=row.tilt_max_deg)
+    even, odd = alternate_halves(np.asarray(angles_deg, dtype=np.float64)[working]) if working.size else ((), ())
+    check_half_size(min(len(even), len(odd)), where=f"{where}: column halves")
 
 
 class DatasetRow(BaseModel):
@@ -81,6 +89,21 @@ class DatasetRow(BaseModel):
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Kind empiar only: sha256 of the source, checked on download."
     )
+    reference_tilt_min_deg: float | None = Field(
+        None, ge=-90.0, le=90.0,
+        description="Tilt series: lower end of the range a full-range reference is reconstructed from "
+        "(must be <= tilt_min_deg); empty = no reference.",
+    )
+    reference_tilt_max_deg: float | None = Field(
+        None, ge=-90.0, le=90.0, description="Tilt series: upper end of the reference range (>= tilt_max_deg)."
+    )
+    halves: Literal["alternate", "frames"] | None = Field(
+        None,
+        description="Tilt series: run every method on two halves too (alternate = even/odd tilts by angle; "
+        "frames = the even/odd frame stacks in source_even/source_odd) for the half-map FSC.",
+    )
+    source_even: str | None = Field(None, description="halves: frames — tilt series from the even movie frames.")
+    source_odd: str | None = Field(None, description="halves: frames — tilt series from the odd movie frames.")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -150,7 +173,50 @@ class DatasetRow(BaseModel):
             raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
         if self.effective_kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
             raise ValueError(f"dataset {name}: methods wbp and cn need a tilt series; a tomogram has none")
+        self._check_validation_columns()
         return self
+
+    def _check_validation_columns(self) -> None:
+        """Reference range and halves (issue 12): tilt series only, nested ranges, frame stacks paired."""
+        name = self.dataset
+        given = [c for c in ("reference_tilt_min_deg", "reference_tilt_max_deg", "halves") if getattr(self, c) is not None]
+        if given and not self.has_tilt_series:
+            raise ValueError(
+                f"dataset {name}: column {given[0]} needs a tilt series, but kind is {self.effective_kind}"
+                + (" (corruption 'fourier')" if self.kind == "synthetic" else "")
+                + f"; leave {given[0]} empty"
+            )
+        lo, hi = self.reference_tilt_min_deg, self.reference_tilt_max_deg
+        if (lo is None) != (hi is None):
+            missing = "reference_tilt_max_deg" if hi is None else "reference_tilt_min_deg"
+            raise ValueError(f"dataset {name}: column {missing} is empty but its partner is set; give both or neither")
+        if lo is not None and lo > self.tilt_min_deg:
+            raise ValueError(
+                f"dataset {name}: column reference_tilt_min_deg ({lo:g}) is above tilt_min_deg ({self.tilt_min_deg:g}): "
+                "the reference range must contain the working range"
+            )
+        if hi is not None and hi < self.tilt_max_deg:
+            raise ValueError(
+                f"dataset {name}: column reference_tilt_max_deg ({hi:g}) is below tilt_max_deg ({self.tilt_max_deg:g}): "
+                "the reference range must contain the working range"
+            )
+        frames = [c for c in ("source_even", "source_odd") if getattr(self, c) is not None]
+        if self.halves == "frames" and len(frames) < 2:
+            missing = "source_odd" if "source_even" in frames else "source_even"
+            raise ValueError(f"dataset {name}: halves 'frames' needs column {missing} (the odd/even frame stack)")
+        if frames and self.halves != "frames":
+            raise ValueError(f"dataset {name}: column {frames[0]} applies to halves 'frames' only "
+                             f"(halves is {self.halves or 'empty'})")
+        if self.halves == "alternate" and self.kind == "synthetic":
+            check_alternate_halves(self.nominal_angles_deg(default_step_deg=self.tilt_step_deg or 1.0),
+                                   self, where=f"dataset {name}")
+
+    @property
+    def reference_range_deg(self) -> tuple[float, float] | None:
+        """``(reference_tilt_min_deg, reference_tilt_max_deg)``, or None without a reference range."""
+        if self.reference_tilt_min_deg is None or self.reference_tilt_max_deg is None:
+            return None
+        return (self.reference_tilt_min_deg, self.reference_tilt_max_deg)
 
     def _check_empiar(self) -> None:
         name = self.dataset
