@@ -61,6 +61,17 @@ class WbpConfig(StageConfig):
     )
 
 
+class ReferenceConfig(StageConfig):
+    """``reconstruct_reference``: the full-range reference of a row with a reference range (issue 12)."""
+
+    method: Literal["wbp", "sirt"] = Field(
+        "wbp",
+        description="wbp: weighted back-projection (wbp.filter); sirt: non-negative SIRT, for data with a zero "
+        "background (HAADF-STEM, phantoms), measured to give a better reference there.",
+    )
+    sirt_iterations: int = Field(50, ge=1, le=1000, description="SIRT updates (method sirt).")
+
+
 class EvaluateConfig(StageConfig):
     """``evaluate``: metrics against the ground truth (DESIGN.md §4)."""
 
