@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryo_pipeline.ops.validation import VALIDATION_COLUMNS
 from cryo_pipeline.report.methods import method_rank
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ NUMERIC_COLUMNS = (
     "dfsc_missing_mean", "wedge_fill", "runtime_s", "voxel_size_angstrom",
     "tilt_min_deg", "tilt_max_deg",
 )
-OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth")
-"""Metrics only some methods have (``seam_ratio``: CN); absent is not worth a warning."""
+OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", *VALIDATION_COLUMNS)
+"""Metrics only some methods or runs have (``seam_ratio``: CN; the validation scores of issue 12)."""
+OPTIONAL_TEXT_COLUMNS = ("reference", "heldout_path")
+"""What the reference-based columns were scored against, and the held-out-tilt side table (issue 12)."""
 REQUIRED_COLUMNS = ("dataset", "method", "volume_path")
 
 
@@ -61,7 +64,7 @@ def normalise_metrics(table: pd.DataFrame, *, source: str, allow_empty: bool = F
     absent = [c for c in (*TEXT_COLUMNS, *NUMERIC_COLUMNS) if c not in table.columns]
     if absent:
         logger.warning("%s: columns %s absent; shown as empty", source, absent)
-    for col in TEXT_COLUMNS:
+    for col in (*TEXT_COLUMNS, *OPTIONAL_TEXT_COLUMNS):
         table[col] = table[col].fillna("").astype(str).str.strip() if col in table.columns else ""
     for col in (*NUMERIC_COLUMNS, *OPTIONAL_NUMERIC_COLUMNS):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float) if col in table.columns else np.nan

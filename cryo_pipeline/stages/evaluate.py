@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,18 @@ from cryo_pipeline.config.stages import EvaluateConfig
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
-from cryo_pipeline.ops.fsc import fsc_metrics, wedge_fill_ratio
+from cryo_pipeline.ops.fsc import fsc_metrics, shell_frequency_per_angstrom, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
 from cryo_pipeline.ops.slabs import seam_ratio
-from cryo_pipeline.stages.outputs import read_stage_meta, stage_outputs
+from cryo_pipeline.ops.validation import HELDOUT_TILT_COLUMNS, VALIDATION_COLUMNS, Halves, HeldOut, validation_scores
+from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs
 from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
 
 log = logging.getLogger(__name__)
+
+VALIDATION_METRIC_COLUMNS = ("reference", *VALIDATION_COLUMNS, "heldout_path")
+"""Issue 12: what the reference-based columns were scored against, the no-ground-truth scores, the side table."""
+HELDOUT_TABLE_COLUMNS = ("dataset", "method", *HELDOUT_TILT_COLUMNS)
 
 METRIC_COLUMNS = (
     "dataset",
@@ -49,6 +55,7 @@ METRIC_COLUMNS = (
     "volume_path",
     "ground_truth_path",
     "curves_path",
+    *VALIDATION_METRIC_COLUMNS,
 )
 
 
@@ -80,8 +87,14 @@ def run(
     curves_out: Path,
     ground_truth_path: Path | None = None,
     meta_path: Path | None = None,
+    validation: ValidationInputs | None = None,
+    heldout_out: Path | None = None,
 ) -> None:
-    """Score ``volume_path`` (against the ground truth when there is one) and write a 1-row TSV."""
+    """Score ``volume_path`` (against the ground truth, else the full-range reference) and write a 1-row TSV.
+
+    With ``validation`` also the no-ground-truth scores (issue 12) and, into
+    ``heldout_out``, one row per held-out tilt (header only when there is no reference).
+    """
     volume = read_mrc(Path(volume_path))
     angles = measured_angles_deg(dataset, cfg=cfg, shape_zyx=volume.data.shape)
     meta = read_stage_meta(meta_path)
@@ -99,10 +112,14 @@ def run(
         volume_path=str(volume_path),
         ground_truth_path=str(ground_truth_path) if ground_truth_path else "",
         curves_path="",
+        reference="",
+        heldout_path="",
         wedge_fill=wedge_fill_ratio(volume.data, angles_deg=angles),
         seam_ratio=meta.get("seam_ratio", math.nan),  # CN: stitched slabs (stitch_slabs' record)
     )
     curves: dict = {}
+    validation = validation or ValidationInputs()
+    truth = None
     if ground_truth_path is not None:
         truth = read_mrc(Path(ground_truth_path))
         if truth.data.shape != volume.data.shape:
@@ -110,6 +127,11 @@ def run(
                 f"{volume_path} has shape {volume.data.shape} but the ground truth {ground_truth_path} has "
                 f"{truth.data.shape}; a method must return a volume of the ground truth's shape"
             )
+        row["reference"] = "ground_truth"
+    elif validation.reference_path is not None:
+        truth = _reference_on_grid(validation.reference_path, volume.data.shape, volume_path)
+        row["reference"] = "full_range" if truth is not None else ""
+    if truth is not None:
         scores = scored_metrics(volume.data, truth.data)
         if not cfg.windowed_ssim:
             scores["ssim"] = math.nan
@@ -118,13 +140,28 @@ def run(
         row.update({k: v for k, v in scores.items() if k in row})
         row.update({k: v for k, v in fsc.items() if k in row})
         row["curves_path"] = str(curves_out)
-        if meta.get("slab_boundaries_y"):  # the content's own step at the seam rows: what "no seam" looks like
+        if meta.get("slab_boundaries_y") and row["reference"] == "ground_truth":  # the content's own step at the seams
             steps = np.abs(np.diff(truth.data.astype(np.float64), axis=1)).mean(axis=(0, 2))
             row["seam_ratio_ground_truth"] = seam_ratio(steps, meta["slab_boundaries_y"])
+    columns, validation_curves, heldout_rows = _validation(volume, dataset, angles, validation, volume_path)
+    row.update(columns)
+    if validation_curves:
+        curves.update(validation_curves)
+        curves.setdefault("frequency_per_angstrom", shell_frequency_per_angstrom(
+            min(volume.data.shape) // 2 + 1, box_px=min(volume.data.shape),
+            voxel_size_angstrom=volume.voxel_size_angstrom).tolist())
+        row["curves_path"] = str(curves_out)
+    finals = [out, curves_out] + ([heldout_out] if heldout_out is not None else [])
+    if heldout_out is not None:
+        row["heldout_path"] = str(heldout_out) if heldout_rows else ""
     table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
-    with stage_outputs(out, curves_out) as (tmp_out, tmp_curves):
-        atomic_write_text(tmp_curves, json.dumps(curves, indent=1))
-        atomic_write_text(tmp_out, table.to_csv(sep="\t", index=False, float_format="%.6g"))
+    with stage_outputs(*finals) as tmp_paths:
+        atomic_write_text(tmp_paths[1], json.dumps(curves, indent=1))
+        atomic_write_text(tmp_paths[0], table.to_csv(sep="\t", index=False, float_format="%.6g"))
+        if heldout_out is not None:
+            heldout = pd.DataFrame([{"dataset": dataset.dataset, "method": method, **r} for r in heldout_rows],
+                                   columns=list(HELDOUT_TABLE_COLUMNS))
+            atomic_write_text(tmp_paths[2], heldout.to_csv(sep="\t", index=False, float_format="%.6g"))
     log.info(
         "%s/%s: psnr_paper %.2f dB, ssim_global %.4f, wedge_fill %.3f",
         dataset.dataset,
@@ -133,3 +170,64 @@ def run(
         row["ssim_global"],
         row["wedge_fill"],
     )
+
+
+# --- issue 12: validation without ground truth ---------------------------------------------
+@dataclass(frozen=True)
+class ValidationInputs:
+    """Optional files for the no-ground-truth scores of one (dataset, method).
+
+    ``reference_path``: the full-range reference (its ``.json`` record beside it gives the
+    held-out tilts and the resolution shell); ``tilt_series_path``/``angles_path``: the
+    whole series the held-out images come from; ``half_paths``: the method's outputs on
+    the even and odd halves; ``method_input_path``: the volume the method was given.
+    """
+
+    reference_path: Path | None = None
+    tilt_series_path: Path | None = None
+    angles_path: Path | None = None
+    half_paths: tuple[Path, Path] | None = None
+    method_input_path: Path | None = None
+
+
+def _reference_on_grid(path: Path, shape: tuple[int, ...], volume_path: Path):
+    """The reference volume, or None (logged) when it is not on the method's grid."""
+    reference = read_mrc(Path(path))
+    if reference.data.shape != tuple(shape):
+        log.warning("%s has shape %s but the reference %s has %s: no reference-based scores (a binned output?)",
+                    volume_path, tuple(shape), path, reference.data.shape)
+        return None
+    return reference
+
+
+def _same_grid(path: Path, shape: tuple[int, ...], what: str):
+    data = read_mrc(Path(path)).data
+    if data.shape != tuple(shape):
+        log.warning("%s %s has shape %s, the output %s: left out", what, path, data.shape, tuple(shape))
+        return None
+    return data
+
+
+def _validation(volume, dataset: DatasetRow, angles: np.ndarray, inputs: ValidationInputs, volume_path: Path):
+    """Columns, curves and held-out rows of :func:`cryo_pipeline.ops.validation.validation_scores` from files."""
+    shape = volume.data.shape
+    heldout = halves = method_input = None
+    if inputs.reference_path is not None and inputs.tilt_series_path is not None and inputs.angles_path is not None:
+        reference = _reference_on_grid(inputs.reference_path, shape, volume_path)
+        record = read_stage_meta(meta_path_for(Path(inputs.reference_path)))
+        series = read_mrc(Path(inputs.tilt_series_path)).data
+        if reference is not None and series.shape[1:] == (shape[1], shape[2]):
+            index = np.asarray(record["heldout_indices"], dtype=np.int64)
+            heldout = HeldOut(reference.data, float(record["resolution_shell"]), series[index],
+                              read_tilt_angles(Path(inputs.angles_path))[index])
+        elif reference is not None:
+            log.warning("tilt images %s do not match the output's (y, x) %s: no reprojection scores",
+                        series.shape[1:], shape[1:])
+    if inputs.half_paths is not None:
+        even, odd = (_same_grid(p, shape, "half map") for p in inputs.half_paths)
+        if even is not None and odd is not None:
+            halves = Halves(even, odd, dataset.tilt_min_deg, dataset.tilt_max_deg)
+    if inputs.method_input_path is not None:
+        method_input = _same_grid(inputs.method_input_path, shape, "method input")
+    return validation_scores(volume.data, voxel_size_angstrom=volume.voxel_size_angstrom,
+                             working_angles_deg=angles, heldout=heldout, halves=halves, method_input=method_input)

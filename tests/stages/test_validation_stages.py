@@ -78,3 +78,39 @@ def test_halves_with_too_few_tilts_name_the_dataset_and_column(tmp_path, series)
                          out_even=tmp_path / "e.mrc", out_odd=tmp_path / "o.mrc",
                          angles_even_out=tmp_path / "e.tlt", angles_odd_out=tmp_path / "o.tlt")
     assert not any(tmp_path.glob("[eo].*"))
+
+
+def test_evaluate_scores_against_the_full_range_reference(tmp_path, series):
+    import pandas as pd
+
+    from cryo_pipeline.config.stages import EvaluateConfig
+    from cryo_pipeline.ops.wbp import weighted_backprojection_3d
+    from cryo_pipeline.stages import evaluate
+
+    row = _row(*series, reference_tilt_min_deg=-76, reference_tilt_max_deg=76, halves="alternate")
+    reference = tmp_path / "reference.mrc"
+    reconstruct_reference.run(tilt_series_path=series[0], angles_path=series[1], dataset=row,
+                              cfg=ReferenceConfig(), wbp_cfg=WbpConfig(thickness_px=24), out=reference)
+    data = read_mrc(series[0]).data
+    volumes = {}
+    for name, keep in (("wbp", np.abs(ANGLES) <= 60), ("even", np.isin(ANGLES, np.arange(-60, 61, 8))),
+                       ("odd", np.isin(ANGLES, np.arange(-56, 61, 8)))):
+        volumes[name] = tmp_path / f"{name}.mrc"
+        write_mrc(volumes[name], weighted_backprojection_3d(data[keep], ANGLES[keep], volume_shape_zyx=(24, 20, 32)),
+                  voxel_size_angstrom=7.0)
+    out, heldout = tmp_path / "metrics.tsv", tmp_path / "heldout_tilts.tsv"
+    inputs = evaluate.ValidationInputs(reference_path=reference, tilt_series_path=series[0], angles_path=series[1],
+                                       half_paths=(volumes["even"], volumes["odd"]), method_input_path=volumes["wbp"])
+    evaluate.run(volume_path=volumes["wbp"], dataset=row, method="wbp", cfg=EvaluateConfig(), out=out,
+                 curves_out=tmp_path / "curves.json", validation=inputs, heldout_out=heldout)
+    metrics = pd.read_csv(out, sep="\t").iloc[0]
+    assert metrics["reference"] == "full_range" and np.isfinite(metrics["psnr_db"])
+    for column in ("band_fsc_mean", "heldout_ncc_mean", "halfmap_fsc_resolution_angstrom",
+                   "halfmap_dfsc_missing_mean", "measured_region_fsc_mean", "isotropy_z_x"):
+        assert np.isfinite(metrics[column]), column
+    assert metrics["measured_region_fsc_mean"] == pytest.approx(1.0)
+    table = pd.read_csv(heldout, sep="\t")
+    assert list(table["angle_deg"]) == [-76.0, -72.0, -68.0, -64.0, 64.0, 68.0, 72.0, 76.0]
+    assert table["ncc"].between(-1, 1).all() and set(table["method"]) == {"wbp"}
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert len(curves["band_fsc_curve"]) == len(curves["frequency_per_angstrom"]) == 11
