@@ -211,6 +211,22 @@ class DatasetRow(BaseModel):
             check_alternate_halves(self.nominal_angles_deg(default_step_deg=self.tilt_step_deg or 1.0),
                                    self, where=f"dataset {name}")
 
+    def simulated_angles_deg(self) -> np.ndarray:
+        """Tilts a synthetic ``tiltseries`` row is projected at: the working range's nominal angles
+        (:meth:`nominal_angles_deg` with ``tilt_step_deg``), extended by the same step outward to
+        the reference range when there is one (so the working tilts are the same with or without it).
+        """
+        if self.tilt_step_deg is None:
+            raise ValueError(f"dataset {self.dataset}: simulating a tilt series needs tilt_step_deg")
+        angles = self.nominal_angles_deg(default_step_deg=self.tilt_step_deg)
+        if self.reference_range_deg is None:
+            return angles
+        lo, hi = self.reference_range_deg
+        step = self.tilt_step_deg
+        below = self.tilt_min_deg - step * np.arange(1, int(np.floor((self.tilt_min_deg - lo) / step + 1e-6)) + 1)
+        above = self.tilt_max_deg + step * np.arange(1, int(np.floor((hi - self.tilt_max_deg) / step + 1e-6)) + 1)
+        return np.concatenate([below[::-1], angles, above])
+
     @property
     def reference_range_deg(self) -> tuple[float, float] | None:
         """``(reference_tilt_min_deg, reference_tilt_max_deg)``, or None without a reference range."""

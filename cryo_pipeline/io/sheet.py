@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cryo_pipeline.config.dataset import PHANTOM_NAMES, DatasetRow, check_alternate_halves
+from cryo_pipeline.config.halves import split_half_name
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.config.pipeline import format_validation_error
 
@@ -140,6 +141,10 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
             problems.append(str(error))
     if problems:
         raise ValueError("; ".join(problems))
+    derived = [r.dataset for r in rows if split_half_name(r.dataset)]
+    if derived:
+        raise ValueError(f"{path}: dataset name(s) {', '.join(derived)} end in __even/__odd, which names the "
+                         "halves of a 'halves' row; rename them")
     names = [r.dataset for r in rows]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

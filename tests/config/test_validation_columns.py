@@ -53,3 +53,40 @@ def test_fewer_than_four_tilts_in_a_half_from_the_angles_file(tmp_path):
 def test_fewer_than_four_tilts_in_a_half_of_a_synthetic_row(tmp_path):
     path = _sheet(tmp_path, "sim\tsynthetic\thollow_sphere\t10\t-60\t60\t20\ttiltseries\t\twbp\t\t-80\t80\talternate")
     assert "column halves: a half has only 3 tilt(s); half maps need at least 4" in _error(path)
+
+
+def test_a_simulated_row_is_projected_over_its_reference_range_on_the_working_grid():
+    from cryo_pipeline.config.dataset import DatasetRow
+
+    row = DatasetRow(dataset="sim", kind="synthetic", source="hollow_sphere", voxel_size_angstrom=10.0,
+                     corruption="tiltseries", tilt_step_deg=2.0, tilt_min_deg=-60, tilt_max_deg=60,
+                     reference_tilt_min_deg=-75, reference_tilt_max_deg=76)
+    angles = row.simulated_angles_deg()
+    np.testing.assert_array_equal(angles, np.arange(-74.0, 76.5, 2.0))
+    plain = row.model_copy(update={"reference_tilt_min_deg": None, "reference_tilt_max_deg": None})
+    np.testing.assert_array_equal(plain.simulated_angles_deg(), np.arange(-60.0, 60.5, 2.0))
+
+
+def test_half_rows_are_tilt_series_of_their_own():
+    from cryo_pipeline.config.dataset import DatasetRow
+    from cryo_pipeline.config.halves import half_rows, split_half_name
+
+    row = DatasetRow(dataset="sim", kind="synthetic", source="hollow_sphere", voxel_size_angstrom=10.0,
+                     corruption="tiltseries", tilt_step_deg=2.0, snr=5, tilt_min_deg=-60, tilt_max_deg=60,
+                     reference_tilt_min_deg=-76, reference_tilt_max_deg=76, halves="alternate", methods="wbp,cn")
+    rows = half_rows(row, base="results/r/sim")
+    assert list(rows) == ["sim__even", "sim__odd"]
+    odd = rows["sim__odd"]
+    assert (odd.kind, odd.source, odd.angles) == ("tiltseries", "results/r/sim/halves/odd.mrc",
+                                                  "results/r/sim/halves/odd.tlt")
+    assert odd.methods == ("wbp", "cn") and odd.halves is None and odd.reference_range_deg is None
+    assert (odd.tilt_min_deg, odd.tilt_max_deg, odd.voxel_size_angstrom) == (-60.0, 60.0, 10.0)
+    assert split_half_name("sim__odd") == ("sim", "odd") and split_half_name("sim") is None
+    frames = DatasetRow(dataset="ts", kind="tiltseries", source="a.mrc", angles="a.tlt", tilt_min_deg=-60,
+                        tilt_max_deg=60, halves="frames", source_even="e.mrc", source_odd="o.mrc")
+    assert half_rows(frames, base="results/r/ts")["ts__even"].source == "e.mrc"
+
+
+def test_sheet_names_that_look_like_halves_are_rejected(tmp_path):
+    path = _sheet(tmp_path, "needle__even\ttiltseries\tts.mrc\t33.6\t-60\t60\t\t\t\twbp\tts.tlt\t\t\t")
+    assert "needle__even end in __even/__odd" in _error(path)
