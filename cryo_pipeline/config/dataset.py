@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cryo_pipeline.config.locations import check_fetch_location, fetch_file_name
-from cryo_pipeline.ops.tilt_selection import alternate_halves, check_half_size, tilts_in_range
 
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
 CORRUPTIONS = ("fourier", "tiltseries")
@@ -49,11 +48,25 @@ def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
     return sizes  # type: ignore[return-value]
 
 
+MIN_TILTS_PER_HALF = 4
+"""A half with fewer tilts than this cannot give a tomogram worth comparing (``halves``)."""
+_ANGLE_TOLERANCE_DEG = 1e-2  # as ops.tilt_selection: an angle this close to a bound is inside
+
+
 def check_alternate_halves(angles_deg, row: DatasetRow, *, where: str) -> None:
-    """Raise ``ValueError`` (naming ``where`` and column halves) when a half of the working tilts has < 4 tilts."""
-    working = tilts_in_range(angles_deg, tilt_min_deg=row.tilt_min_deg, tilt_max_deg=row.tilt_max_deg)
-    even, odd = alternate_halves(np.asarray(angles_deg, dtype=np.float64)[working]) if working.size else ((), ())
-    check_half_size(min(len(even), len(odd)), where=f"{where}: column halves")
+    """Raise ``ValueError`` naming ``where`` and column halves when a half of the working tilts has < 4.
+
+    Halves alternate along the working tilts (:func:`cryo_pipeline.ops.tilt_selection.alternate_halves`),
+    so the smaller one holds ``n // 2`` of the ``n`` working tilts.
+    """
+    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
+    inside = (angles >= row.tilt_min_deg - _ANGLE_TOLERANCE_DEG) & (angles <= row.tilt_max_deg + _ANGLE_TOLERANCE_DEG)
+    smaller = int(np.count_nonzero(inside)) // 2
+    if smaller < MIN_TILTS_PER_HALF:
+        raise ValueError(
+            f"{where}: column halves: a half has only {smaller} tilt(s); half maps need at least "
+            f"{MIN_TILTS_PER_HALF} per half (widen the tilt range or drop halves)"
+        )
 
 
 class DatasetRow(BaseModel):

@@ -22,9 +22,6 @@ import numpy as np
 ANGLE_TOLERANCE_DEG = 1e-2
 """An angle within this of a range bound counts as inside (file angles are rounded)."""
 
-MIN_TILTS_PER_HALF = 4
-"""A half with fewer tilts than this cannot give a tomogram worth comparing."""
-
 
 def _angles(angles_deg) -> np.ndarray:
     angles = np.asarray(angles_deg, dtype=np.float64).ravel()
@@ -87,11 +84,3 @@ def alternate_halves(angles_deg) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(angles, kind="stable")
     return np.sort(order[0::2]), np.sort(order[1::2])
 
-
-def check_half_size(n_tilts: int, *, where: str) -> None:
-    """Raise ``ValueError`` when a half has fewer than :data:`MIN_TILTS_PER_HALF` tilts."""
-    if n_tilts < MIN_TILTS_PER_HALF:
-        raise ValueError(
-            f"{where}: a half has only {n_tilts} tilt(s); half maps need at least {MIN_TILTS_PER_HALF} "
-            "per half (widen the tilt range or drop halves)"
-        )

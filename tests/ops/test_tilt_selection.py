@@ -5,7 +5,6 @@ import pytest
 
 from cryo_pipeline.ops.tilt_selection import (
     alternate_halves,
-    check_half_size,
     heldout_tilts,
     tilts_in_range,
 )
@@ -33,8 +32,3 @@ def test_alternate_halves_follow_the_angle_order_not_the_file_order():
     assert set(even) | set(odd) == set(range(7)) and not set(even) & set(odd)
     assert np.all(np.diff(even) > 0)
 
-
-def test_a_half_needs_four_tilts():
-    check_half_size(4, where="sheet row 2 (needle), column halves")
-    with pytest.raises(ValueError, match=r"row 2 \(needle\), column halves: a half has only 3 tilt"):
-        check_half_size(3, where="sheet row 2 (needle), column halves")
