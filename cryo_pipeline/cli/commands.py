@@ -10,26 +10,41 @@ import argparse
 import json
 from pathlib import Path
 
-from cryo_pipeline.config.dataset import DatasetRow
-from cryo_pipeline.config.pipeline import format_validation_error, parse_stage_config
-from cryo_pipeline.config import stages as stage_configs
+from cryo_pipeline.config.execution import ExecutionConfig
+from cryo_pipeline.config.methods import CRYOGEN, TRAINED_METHODS
+from cryo_pipeline.config.pipeline import parse_stage_config
+from cryo_pipeline.config.projection import Projection, parse_config, parse_row
 
 
-def _dataset(args: argparse.Namespace) -> DatasetRow:
-    from pydantic import ValidationError
+def _dataset(args: argparse.Namespace, rule: str) -> Projection:
+    """The sheet row of ``--dataset-json`` as ``rule``'s stage sees it."""
+    return parse_row(args.dataset_json, rule)
 
-    try:
-        return DatasetRow.model_validate_json(args.dataset_json)
-    except ValidationError as error:
-        raise ValueError(format_validation_error(error, source="--dataset-json")) from None
+
+def _config(args: argparse.Namespace, rule: str) -> Projection | None:
+    """The config section of ``--config-json`` (empty = defaults) as ``rule``'s stage sees it."""
+    return parse_config(args.config_json, rule)
+
+
+def _execution(args: argparse.Namespace) -> ExecutionConfig:
+    """The run-time settings of ``--execution-json`` (empty = defaults)."""
+    return parse_stage_config(ExecutionConfig, args.execution_json, source="--execution-json")
 
 
 def _add_dataset(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-json", required=True, help="the dataset's sheet row as JSON")
+    parser.add_argument("--dataset-json", required=True,
+                        help="the dataset's sheet row as JSON: the columns this command reads, or the whole row")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config-json", default="", help="the stage config as JSON (empty = defaults)")
+    parser.add_argument("--config-json", default="",
+                        help="the stage's config section as JSON: the keys it reads, or the whole section "
+                             "(empty = defaults)")
+
+
+def _add_execution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--execution-json", default="",
+                        help="the execution: section as JSON (device, Dask cluster; empty = defaults)")
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -46,8 +61,8 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 def _simulate(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import simulate_volume
 
-    cfg = parse_stage_config(stage_configs.SimulateConfig, args.config_json, source="simulate")
-    simulate_volume.run(dataset=_dataset(args), cfg=cfg, out=args.out)
+    cfg = _config(args, "simulate_volume")
+    simulate_volume.run(dataset=_dataset(args, "simulate_volume"), cfg=cfg, out=args.out)
 
 
 # --- apply-fourier-wedge ---------------------------------------------------------------
@@ -61,8 +76,8 @@ def _wedge_args(p: argparse.ArgumentParser) -> None:
 def _wedge(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import apply_fourier_wedge
 
-    cfg = parse_stage_config(stage_configs.FourierWedgeConfig, args.config_json, source="fourier_wedge")
-    apply_fourier_wedge.run(volume_path=args.volume, dataset=_dataset(args), cfg=cfg, out=args.out)
+    cfg = _config(args, "apply_fourier_wedge")
+    apply_fourier_wedge.run(volume_path=args.volume, dataset=_dataset(args, "apply_fourier_wedge"), cfg=cfg, out=args.out)
 
 
 # --- project-tilt-series ---------------------------------------------------------------
@@ -77,9 +92,9 @@ def _project_args(p: argparse.ArgumentParser) -> None:
 def _project(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import project_tilt_series
 
-    cfg = parse_stage_config(stage_configs.ProjectConfig, args.config_json, source="project")
+    cfg = _config(args, "project_tilt_series")
     project_tilt_series.run(
-        volume_path=args.volume, dataset=_dataset(args), cfg=cfg, out=args.out, angles_out=args.angles_out
+        volume_path=args.volume, dataset=_dataset(args, "project_tilt_series"), cfg=cfg, out=args.out, angles_out=args.angles_out
     )
 
 
@@ -96,11 +111,11 @@ def _wbp_args(p: argparse.ArgumentParser) -> None:
 def _wbp(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import reconstruct_wbp
 
-    cfg = parse_stage_config(stage_configs.WbpConfig, args.config_json, source="wbp")
+    cfg = _config(args, "reconstruct_wbp")
     reconstruct_wbp.run(
         tilt_series_path=args.tilt_series,
         angles_path=args.angles,
-        dataset=_dataset(args),
+        dataset=_dataset(args, "reconstruct_wbp"),
         cfg=cfg,
         out=args.out,
         reference_volume_path=_optional_path(args.reference_volume),
@@ -122,10 +137,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import evaluate
 
-    cfg = parse_stage_config(stage_configs.EvaluateConfig, args.config_json, source="evaluate")
+    cfg = _config(args, "evaluate")
     evaluate.run(
         volume_path=args.volume,
-        dataset=_dataset(args),
+        dataset=_dataset(args, "evaluate"),
         method=args.method,
         cfg=cfg,
         out=args.out,
@@ -209,9 +224,10 @@ def _schema_args(p: argparse.ArgumentParser) -> None:
 
 
 def _schema(args: argparse.Namespace) -> None:
-    from cryo_pipeline.config.schema import write_schema
+    from cryo_pipeline.config.schema import render_schema_yaml
+    from cryo_pipeline.io.atomic import atomic_write_text
 
-    write_schema(args.out)
+    atomic_write_text(args.out, render_schema_yaml())
 
 
 COMMANDS = {
@@ -242,8 +258,8 @@ def _bin_args(p: argparse.ArgumentParser) -> None:
 def _bin(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import bin_tomogram
 
-    cfg = parse_stage_config(stage_configs.BinConfig, args.config_json, source="bin")
-    bin_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args), cfg=cfg, out=args.out)
+    cfg = _config(args, "bin_tomogram")
+    bin_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args, "bin_tomogram"), cfg=cfg, out=args.out)
 
 
 def _deconvolve_args(p: argparse.ArgumentParser) -> None:
@@ -254,8 +270,8 @@ def _deconvolve_args(p: argparse.ArgumentParser) -> None:
 def _deconvolve(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import deconvolve_tomogram
 
-    cfg = parse_stage_config(stage_configs.DeconvolveConfig, args.config_json, source="deconvolve")
-    deconvolve_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args), cfg=cfg, out=args.out)
+    cfg = _config(args, "deconvolve_tomogram")
+    deconvolve_tomogram.run(tomogram_path=args.tomogram, dataset=_dataset(args, "deconvolve_tomogram"), cfg=cfg, out=args.out)
 
 
 def _mask_args(p: argparse.ArgumentParser) -> None:
@@ -267,10 +283,10 @@ def _mask_args(p: argparse.ArgumentParser) -> None:
 def _mask(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import make_mask
 
-    cfg = parse_stage_config(stage_configs.MaskConfig, args.config_json, source="mask")
+    cfg = _config(args, "make_mask")
     make_mask.run(
         tomogram_path=args.tomogram,
-        dataset=_dataset(args),
+        dataset=_dataset(args, "make_mask"),
         cfg=cfg,
         out=args.out,
         user_mask_path=_optional_path(args.user_mask),
@@ -287,11 +303,11 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import extract_subtomos
 
-    cfg = parse_stage_config(stage_configs.ExtractConfig, args.config_json, source="extract")
+    cfg = _config(args, "extract_subtomos")
     extract_subtomos.run(
         tomogram_path=args.tomogram,
         mask_path=args.mask,
-        dataset=_dataset(args),
+        dataset=_dataset(args, "extract_subtomos"),
         cfg=cfg,
         out_store=args.out_store,
         out_table=args.out_table,
@@ -312,9 +328,10 @@ COMMANDS.update(
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, type=Path, help="subtomos.zarr from extract-subtomos")
     p.add_argument("--table", default=None, help="subtomos.tsv (train/val split); optional")
-    p.add_argument("--method", choices=("cryogen", "isonet"), default="cryogen", help="training objective")
+    p.add_argument("--method", choices=TRAINED_METHODS, default=CRYOGEN, help="training objective")
     _add_dataset(p)
     _add_config(p)
+    _add_execution(p)
     p.add_argument("--out-model", required=True, type=Path, help="model file to write")
     p.add_argument("--out-losses", required=True, type=Path, help="loss table (TSV) to write")
     p.add_argument("--checkpoint-dir", required=True, type=Path, help="epoch checkpoints (resume from here)")
@@ -322,23 +339,20 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import train_cryogen
-    from cryo_pipeline.training.distributed import multi_gpu_relaunch_command
+    from cryo_pipeline.training.distributed import relaunch_on_every_gpu
 
-    cfg = parse_stage_config(stage_configs.TrainConfig, args.config_json, source="train")
-    relaunch = multi_gpu_relaunch_command(args.argv, device=cfg.device)
-    if relaunch is not None:  # several GPUs visible: one process per GPU (data parallel)
-        import subprocess
-
-        subprocess.run(relaunch, check=True)
+    cfg, dataset, execution = _config(args, "train_cryogen"), _dataset(args, "train_cryogen"), _execution(args)
+    if relaunch_on_every_gpu(args.argv, device=execution.device):  # several GPUs: one process each, done
         return
-    train_cryogen.run(store=args.store, table=_optional_path(args.table), dataset=_dataset(args), cfg=cfg,
+    train_cryogen.run(store=args.store, table=_optional_path(args.table), dataset=dataset, cfg=cfg,
                       method=args.method, out_model=args.out_model, out_losses=args.out_losses,
-                      checkpoint_dir=args.checkpoint_dir)
+                      checkpoint_dir=args.checkpoint_dir, device=execution.device)
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     _tomogram_args(p)
     p.add_argument("--model", required=True, type=Path, help="model file from train-cryogen")
+    _add_execution(p)
     p.add_argument("--out", required=True, type=Path, help="corrected MRC to write")
     p.add_argument("--out-zarr", required=True, type=Path, help="corrected Zarr store to write")
 
@@ -346,9 +360,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import predict_cryogen
 
-    cfg = parse_stage_config(stage_configs.PredictConfig, args.config_json, source="predict")
-    predict_cryogen.run(tomogram_path=args.tomogram, model_path=args.model, dataset=_dataset(args), cfg=cfg,
-                        out=args.out, out_zarr=args.out_zarr)
+    predict_cryogen.run(tomogram_path=args.tomogram, model_path=args.model,
+                        dataset=_dataset(args, "predict_cryogen"), cfg=_config(args, "predict_cryogen"),
+                        out=args.out, out_zarr=args.out_zarr, device=_execution(args).device)
 
 
 COMMANDS.update(
@@ -365,15 +379,17 @@ def _predict_tiles_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="model file from train-cryogen")
     p.add_argument("--group", required=True, type=int, help="which group of tiles, 0 <= G < N")
     p.add_argument("--n-groups", required=True, type=int, help="number of groups N the tiles are split into")
+    _add_execution(p)
     p.add_argument("--out-tiles", required=True, type=Path, help="tile store (Zarr) to write; record beside it")
 
 
 def _predict_tiles(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import predict_cryogen
 
-    cfg = parse_stage_config(stage_configs.PredictConfig, args.config_json, source="predict")
-    predict_cryogen.run_tile_group(tomogram_path=args.tomogram, model_path=args.model, dataset=_dataset(args),
-                                   cfg=cfg, group=args.group, n_groups=args.n_groups, out_tiles=args.out_tiles)
+    predict_cryogen.run_tile_group(tomogram_path=args.tomogram, model_path=args.model,
+                                   dataset=_dataset(args, "predict_cryogen_tiles"),
+                                   cfg=_config(args, "predict_cryogen_tiles"), group=args.group,
+                                   n_groups=args.n_groups, out_tiles=args.out_tiles, device=_execution(args).device)
 
 
 def _stitch_args(p: argparse.ArgumentParser) -> None:
@@ -384,6 +400,7 @@ def _stitch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler-address", default="", help="running Dask scheduler; empty = local cluster "
                    "of --threads worker processes")
     p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
+    _add_execution(p)
 
 
 def _stitch(args: argparse.Namespace) -> None:
@@ -394,7 +411,7 @@ def _stitch(args: argparse.Namespace) -> None:
     stitch_tiles.run(tile_stores=args.tile_stores, out=args.out, out_zarr=args.out_zarr,
                      threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
                      scheduler_address=args.scheduler_address or None, meta_paths=args.meta,
-                     memory_limit_mb=args.memory_limit_mb or None)
+                     memory_limit_mb=args.memory_limit_mb or None, execution=_execution(args))
 
 
 COMMANDS.update(
@@ -420,7 +437,7 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
 def _fetch(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import fetch_dataset
 
-    fetch_dataset.run(dataset=_dataset(args), role=args.role, out=args.out, record=_optional_path(args.record),
+    fetch_dataset.run(dataset=_dataset(args, "fetch_dataset"), role=args.role, out=args.out, record=_optional_path(args.record),
                       retries=args.retries, timeout_s=args.timeout_s, progress=not args.no_progress)
 
 
@@ -448,8 +465,9 @@ def _plan_slabs_args(p: argparse.ArgumentParser) -> None:
 def _plan_slabs(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import plan_slabs
 
-    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
-    plan_slabs.run(tilt_series_path=args.tilt_series, angles_path=args.angles, dataset=_dataset(args), cfg=cfg,
+    cfg = _config(args, "plan_slabs")
+    plan_slabs.run(tilt_series_path=args.tilt_series, angles_path=args.angles, dataset=_dataset(args, "plan_slabs"),
+                   cfg=cfg,
                    out=args.out, reference_volume_path=_optional_path(args.reference_volume))
 
 
@@ -457,14 +475,15 @@ def _fit_seed_args(p: argparse.ArgumentParser) -> None:
     _cn_common_args(p)
     p.add_argument("--plan", required=True, type=Path, help="slab plan from plan-slabs")
     p.add_argument("--out-model", required=True, type=Path, help="seed network weights to write; record beside it")
+    _add_execution(p)
 
 
 def _fit_seed(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import fit_slab
 
-    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
-    fit_slab.run_seed(tilt_series_path=args.tilt_series, plan_path=args.plan, dataset=_dataset(args), cfg=cfg,
-                      out_model=args.out_model)
+    fit_slab.run_seed(tilt_series_path=args.tilt_series, plan_path=args.plan,
+                      dataset=_dataset(args, "fit_slab_seed"), cfg=_config(args, "fit_slab_seed"),
+                      out_model=args.out_model, device=_execution(args).device)
 
 
 def _fit_slab_args(p: argparse.ArgumentParser) -> None:
@@ -475,15 +494,16 @@ def _fit_slab_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed-meta", default=None, help="the seed fit's .json record (for the runtime)")
     p.add_argument("--out-tiles", required=True, type=Path, help="the slab's tile store (Zarr) to write")
     p.add_argument("--out-model", required=True, type=Path, help="the slab's weights to write; record beside it")
+    _add_execution(p)
 
 
 def _fit_slab(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import fit_slab
 
-    cfg = parse_stage_config(stage_configs.CnConfig, args.config_json, source="cn")
     fit_slab.run_slab(tilt_series_path=args.tilt_series, plan_path=args.plan, init_model=args.init_model,
-                      seed_meta=_optional_path(args.seed_meta), slab=args.slab, dataset=_dataset(args), cfg=cfg,
-                      out_tiles=args.out_tiles, out_model=args.out_model)
+                      seed_meta=_optional_path(args.seed_meta), slab=args.slab, dataset=_dataset(args, "fit_slab"),
+                      cfg=_config(args, "fit_slab"), out_tiles=args.out_tiles, out_model=args.out_model,
+                      device=_execution(args).device)
 
 
 def _stitch_slabs_args(p: argparse.ArgumentParser) -> None:
@@ -491,25 +511,25 @@ def _stitch_slabs_args(p: argparse.ArgumentParser) -> None:
                    "<plan folder>/slabs/slab_<i>.zarr with their .json records")
     p.add_argument("--out", required=True, type=Path, help="stitched MRC to write")
     p.add_argument("--out-zarr", required=True, type=Path, help="stitched Zarr store to write")
-    p.add_argument("--scheduler-address", default="", help="running Dask scheduler (overrides stitch.cluster)")
+    p.add_argument("--scheduler-address", default="",
+                   help="running Dask scheduler (overrides execution.stitch_cluster)")
     p.add_argument("--memory-limit-mb", type=int, default=0, help="job memory in MB for the local cluster; 0 = auto")
     _add_config(p)
+    _add_execution(p)
 
 
 def _stitch_slabs(args: argparse.Namespace) -> None:
     import os
 
+    from cryo_pipeline.io.slab_plan import read_slab_plan, slab_paths
     from cryo_pipeline.stages import stitch_tiles
-    from cryo_pipeline.stages.plan_slabs import read_plan
 
-    cfg = parse_stage_config(stage_configs.StitchConfig, args.config_json, source="stitch")
-    plan, _ = read_plan(args.plan)
-    folder = Path(args.plan).parent / "slabs"
-    stitch_tiles.run(tile_stores=[folder / f"slab_{i}.zarr" for i in range(plan.n_slabs)], out=args.out,
-                     out_zarr=args.out_zarr, threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
-                     scheduler_address=args.scheduler_address or None,
-                     meta_paths=[folder / f"slab_{i}.json" for i in range(plan.n_slabs)],
-                     memory_limit_mb=args.memory_limit_mb or None, cfg=cfg)
+    slabs = [slab_paths(args.plan, i) for i in range(read_slab_plan(args.plan).n_slabs)]
+    stitch_tiles.run(tile_stores=[s.tiles for s in slabs], out=args.out, out_zarr=args.out_zarr,
+                     threads=args.threads if args.threads > 0 else (os.cpu_count() or 1),
+                     scheduler_address=args.scheduler_address or None, meta_paths=[s.record for s in slabs],
+                     memory_limit_mb=args.memory_limit_mb or None, cfg=_config(args, "stitch_slabs"),
+                     execution=_execution(args))
 
 
 COMMANDS.update(

@@ -21,11 +21,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cryo_pipeline.config.locations import check_fetch_location, fetch_file_name
+from cryo_pipeline.config.methods import METHODS, TILT_SERIES_METHODS, TRAINED_METHODS
 
 KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
 CORRUPTIONS = ("fourier", "tiltseries")
-METHODS = ("wbp", "isonet", "cryogen", "cn")
-IMPLEMENTED_METHODS = ("wbp", "isonet", "cryogen", "cn")
 PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
 MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 ANGLE_SUFFIXES = (".tlt", ".rawtlt", ".mdoc")
@@ -83,7 +82,7 @@ class DatasetRow(BaseModel):
     tilt_step_deg: float | None = Field(None, gt=0.0, le=30.0)
     corruption: Literal["fourier", "tiltseries"] | None = None
     snr: float | None = Field(None, gt=0.0, description="Signal-to-noise variance ratio; empty = noiseless.")
-    methods: tuple[Literal["wbp", "isonet", "cryogen", "cn"], ...] = ()
+    methods: tuple[Literal[METHODS], ...] = ()
     angles: str | None = Field(None, description="Path to a .tlt/.rawtlt/.mdoc file.")
     seed: int = Field(0, ge=0)
     shape_px: tuple[int, int, int] | None = Field(None, description="Phantom size: '64' or 'ZxYxX'.")
@@ -165,8 +164,8 @@ class DatasetRow(BaseModel):
                 )
             if self.corruption == "tiltseries" and self.tilt_step_deg is None:
                 raise ValueError(f"dataset {name}: corruption 'tiltseries' needs tilt_step_deg")
-            if self.corruption == "fourier" and {"wbp", "cn"} & set(self.methods):
-                method = "wbp" if "wbp" in self.methods else "cn"
+            if self.corruption == "fourier" and set(TILT_SERIES_METHODS) & set(self.methods):
+                method = next(m for m in TILT_SERIES_METHODS if m in self.methods)
                 raise ValueError(
                     f"dataset {name}: method '{method}' needs a tilt series, but corruption is 'fourier'; "
                     f"use corruption 'tiltseries' or drop {method}"
@@ -184,8 +183,9 @@ class DatasetRow(BaseModel):
                     )
         if self.effective_kind == "tiltseries" and self.angles is None:
             raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
-        if self.effective_kind == "tomogram" and {"wbp", "cn"} & set(self.methods):
-            raise ValueError(f"dataset {name}: methods wbp and cn need a tilt series; a tomogram has none")
+        if self.effective_kind == "tomogram" and set(TILT_SERIES_METHODS) & set(self.methods):
+            raise ValueError(f"dataset {name}: methods {' and '.join(TILT_SERIES_METHODS)} need a tilt series; "
+                             "a tomogram has none")
         self._check_validation_columns()
         return self
 
@@ -302,7 +302,7 @@ class DatasetRow(BaseModel):
     @property
     def needs_subtomograms(self) -> bool:
         """Datasets on the CryoGEN/IsoNet path: tomograms, or rows asking for isonet/cryogen."""
-        return self.effective_kind == "tomogram" or bool({"isonet", "cryogen"} & set(self.methods))
+        return self.effective_kind == "tomogram" or bool(set(TRAINED_METHODS) & set(self.methods))
 
     @property
     def has_tilt_series(self) -> bool:

@@ -6,8 +6,9 @@ import functools
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from cryo_pipeline.config.execution import ExecutionConfig, moved_key_errors
 from cryo_pipeline.config.stages import (
     BinConfig,
     CnConfig,
@@ -33,7 +34,11 @@ STAGE_SECTIONS = (
 
 
 class PipelineConfig(StageConfig):
-    """Top level of ``config/config.yaml``. Outputs go under ``results/<run>/``."""
+    """Top level of ``config/config.yaml``. Outputs go under ``results/<run>/``.
+
+    The stage sections (:data:`STAGE_SECTIONS`) hold the science; ``execution`` holds
+    where and how fast it runs and never reaches a rule's params.
+    """
 
     run: str = Field(
         "demo",
@@ -55,6 +60,19 @@ class PipelineConfig(StageConfig):
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data):
+        messages = moved_key_errors(data)
+        if messages:
+            raise ValueError("; ".join(messages))
+        return data
+
+    def science_json(self) -> str:
+        """The config without the ``execution`` section, as JSON (what the report shows as the run's science)."""
+        return self.model_dump_json(exclude={"execution"})
 
 
 # Errors whose pydantic message says what is wrong but not what is allowed ("Input should be a

@@ -6,8 +6,6 @@ committed file in sync. Regenerate with ``cryo-pipeline export-schema``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from cryo_pipeline.config.pipeline import PipelineConfig
@@ -39,10 +37,3 @@ def pipeline_config_schema() -> dict:
 def render_schema_yaml() -> str:
     """The schema as YAML text, with the 'generated' header."""
     return HEADER + yaml.safe_dump(pipeline_config_schema(), sort_keys=False, allow_unicode=True)
-
-
-def write_schema(path: Path) -> None:
-    """Write the schema YAML (atomically)."""
-    from cryo_pipeline.io.atomic import atomic_write_text
-
-    atomic_write_text(Path(path), render_schema_yaml())

@@ -1,7 +1,9 @@
 """One frozen pydantic model per stage: every scientific parameter, bounded and documented.
 
-Runtime settings (threads, GPUs, memory, walltime) are not here: they belong to
-``profiles/``. The workflow's JSON schema is generated from these models
+Run-time settings are not here: threads, GPUs, memory and walltime belong to
+``profiles/``; the device, job counts and the Dask cluster to the ``execution:`` section
+(:mod:`cryo_pipeline.config.execution`). Which keys each rule reads is declared in
+:mod:`cryo_pipeline.config.reads`. The workflow's JSON schema is generated from these models
 (:mod:`cryo_pipeline.config.schema`), so a typo in ``config/config.yaml`` fails at
 dry-run time with the key's name.
 """
@@ -197,7 +199,6 @@ class TrainConfig(StageConfig):
         20.0, ge=0.0, le=1000.0, description="Extra weight of the missing-wedge region in the consistency loss."
     )
     seed: int = Field(0, ge=0, description="Seed of all random draws (crops, rotations, noise, init).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
 
 
 class PredictConfig(StageConfig):
@@ -208,17 +209,6 @@ class PredictConfig(StageConfig):
     batch_size: int = Field(4, ge=1, le=256, description="Tiles per forward pass.")
     keep_measured: bool = Field(
         True, description="Put the input's measured Fourier region back into each tile (data consistency)."
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
-    n_jobs: int = Field(
-        1,
-        ge=1,
-        le=4096,
-        description=(
-            "1 = one predict_cryogen job for the whole tomogram; N > 1 = N predict_cryogen_tiles jobs, each "
-            "predicting a contiguous group of tiles, blended by one stitch_cryogen job (Dask). The split mode "
-            "needs every tomogram axis >= tile_px."
-        ),
     )
 
 
@@ -272,25 +262,9 @@ class CnConfig(StageConfig):
         None, ge=1, description="Random rows of the slab window per step (CPU speed-up); empty = all rows (paper)."
     )
     seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
 
 
 class StitchConfig(StageConfig):
     """``stitch_slabs``: blend the slab windows in y with Dask into one Zarr volume, then MRC."""
 
     chunk_px: int = Field(64, ge=8, le=1024, description="Edge of the output Zarr chunks (= one Dask task each).")
-    cluster: Literal["local", "slurm"] = Field(
-        "local",
-        description="local: a distributed.LocalCluster of the rule's threads; slurm: a dask_jobqueue.SLURMCluster "
-        "(workers are SLURM jobs).",
-    )
-    scheduler_address: str | None = Field(
-        None, description="Use this running Dask scheduler (e.g. tcp://host:8786) instead of starting a cluster."
-    )
-    slurm_workers: int = Field(2, ge=1, le=4096, description="cluster: slurm — number of worker jobs.")
-    slurm_cores_per_worker: int = Field(1, ge=1, le=1024, description="cluster: slurm — cores per worker job.")
-    slurm_memory_per_worker_mb: int = Field(2000, ge=100, description="cluster: slurm — memory per worker job (MB).")
-    slurm_walltime: str = Field(
-        "01:00:00", pattern=r"^\d{1,3}:\d{2}:\d{2}$", description="cluster: slurm — walltime per worker (HH:MM:SS)."
-    )
-    slurm_partition: str | None = Field(None, description="cluster: slurm — partition; empty = the site default.")

@@ -14,7 +14,7 @@ same window, so the result equals ``predict_tiled`` up to float rounding.
 Limitation: every axis of the volume must be at least the tile size. ``predict_tiled``
 pads an axis thinner than the tile (one tile spanning the axis); the split path does not
 (the stitcher's tiles are crops of the volume), and says so: use a smaller
-``predict.tile_px`` or the single-job mode (``predict.n_jobs: 1``).
+``predict.tile_px`` or the single-job mode (``execution.predict_n_jobs: 1``).
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def group_tile_origins(
     if thin:
         raise ValueError(
             f"the volume {shape} is thinner than the tile {tile} along {', '.join(thin)}: predicting in "
-            f"separate groups of tiles (predict.n_jobs > 1) needs every axis >= predict.tile_px; use "
-            f"predict.tile_px <= {min(shape)} (a multiple of the model's divisor) or predict.n_jobs: 1"
+            f"separate groups of tiles (execution.predict_n_jobs > 1) needs every axis >= predict.tile_px; use "
+            f"predict.tile_px <= {min(shape)} (a multiple of the model's divisor) or execution.predict_n_jobs: 1"
         )
     origins = tile_origins_3d(shape, tile_zyx=tile, overlap_zyx=overlap_px)
     return origins[tile_group(origins, group=group, n_groups=n_groups)]

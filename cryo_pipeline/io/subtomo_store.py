@@ -26,21 +26,17 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import zarr
 
-from cryo_pipeline.io.atomic import atomic_write_path, atomic_write_text
+from cryo_pipeline.io.atomic import atomic_write_path
 from cryo_pipeline.io.zarr_store import create_volume_zarr, open_volume_zarr
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "REQUIRED_SUBTOMO_ATTRS",
-    "SUBTOMO_TABLE_COLUMNS",
     "SubtomoStoreWriter",
     "open_subtomo_store",
-    "read_subtomo_table",
-    "write_subtomo_table",
 ]
 
 REQUIRED_SUBTOMO_ATTRS = (
@@ -48,7 +44,6 @@ REQUIRED_SUBTOMO_ATTRS = (
     "source_tomogram", "normalization", "provenance",
 )
 REQUIRED_NORMALIZATION_KEYS = ("mean", "std")
-SUBTOMO_TABLE_COLUMNS = ("index", "z", "y", "x", "mask_fraction", "split")
 
 
 class SubtomoStoreWriter:
@@ -206,41 +201,3 @@ def open_subtomo_store(path: str | os.PathLike[str], mode: str = "r") -> tuple[z
     if array.ndim != 4 or array.shape[1:] != (s, s, s):
         raise ValueError(f"{path}: expected (n, {s}, {s}, {s}) cubes (cube_size_px={s}), got shape {array.shape}")
     return array, attrs
-
-
-def write_subtomo_table(
-    path: str | os.PathLike[str], *, centres: np.ndarray, mask_fractions: np.ndarray, is_validation: np.ndarray
-) -> None:
-    """Write the TSV table that goes with a store: one row per cube, in store order.
-
-    Parameters
-    ----------
-    path : path-like
-        Output ``.tsv`` (written atomically).
-    centres : `(n, 3)` int
-        Cube centres (z, y, x) in tomogram voxels (convention: :mod:`cryo_pipeline.ops.extraction`).
-    mask_fractions : `(n,)` float
-        Local mask fraction of each core cube.
-    is_validation : `(n,)` bool
-        True = ``val``, False = ``train``.
-    """
-    centres = np.asarray(centres)
-    n = len(centres)
-    if centres.shape != (n, 3) or len(mask_fractions) != n or len(is_validation) != n:
-        raise ValueError(f"{path}: centres {centres.shape}, fractions {len(mask_fractions)} and split "
-                         f"{len(is_validation)} must describe the same n cubes")
-    lines = ["\t".join(SUBTOMO_TABLE_COLUMNS)]
-    for i, ((z, y, x), frac, val) in enumerate(zip(centres.tolist(), mask_fractions, is_validation, strict=True)):
-        lines.append(f"{i}\t{z}\t{y}\t{x}\t{float(frac):.6f}\t{'val' if val else 'train'}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_subtomo_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a table written by :func:`write_subtomo_table` (columns checked, one row per cube)."""
-    table = pd.read_csv(path, sep="\t")
-    if tuple(table.columns) != SUBTOMO_TABLE_COLUMNS:
-        raise ValueError(f"{path}: subtomogram table columns are {list(table.columns)}, "
-                         f"expected {list(SUBTOMO_TABLE_COLUMNS)}")
-    if not set(table["split"]) <= {"train", "val"}:
-        raise ValueError(f"{path}: column 'split' may hold only 'train' and 'val', got {sorted(set(table['split']))}")
-    return table

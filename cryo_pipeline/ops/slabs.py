@@ -19,7 +19,7 @@ sub-volume of ``d × t × w`` voxels has ratio ``P / (d·t·w)``; the paper keep
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +28,7 @@ __all__ = ["SlabPlan", "plan_slabs", "seam_ratio", "slab_rows_from_ratio"]
 
 @dataclass(frozen=True)
 class SlabPlan:
-    """How a volume of ``height`` y-rows is cut into slabs (JSON-able via :meth:`to_dict`).
+    """How a volume of ``height`` y-rows is cut into slabs (its file: :mod:`cryo_pipeline.io.slab_plan`).
 
     Attributes
     ----------
@@ -83,20 +83,6 @@ class SlabPlan:
         if index == seed:
             return None
         return index + 1 if index < seed else index - 1
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (with ``n_slabs`` and ``boundaries_y`` for readers)."""
-        return {**asdict(self), "origins_y": list(self.origins_y), "n_slabs": self.n_slabs,
-                "boundaries_y": list(self.boundaries_y)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SlabPlan":
-        """Inverse of :meth:`to_dict` (extra keys ignored); checks the plan again."""
-        plan = plan_slabs(int(data["height_px"]), slab_px=int(data["slab_px"]), halo_px=int(data["halo_px"]))
-        if list(plan.origins_y) != [int(v) for v in data["origins_y"]]:
-            raise ValueError(f"slab plan origins {data['origins_y']} do not match height {data['height_px']}, slab "
-                             f"{data['slab_px']}, halo {data['halo_px']} (expected {list(plan.origins_y)})")
-        return plan
 
 
 def plan_slabs(height_px: int, *, slab_px: int, halo_px: int) -> SlabPlan:

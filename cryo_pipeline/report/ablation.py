@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from cryo_pipeline.config.methods import CORRUPTED
 from cryo_pipeline.report.figures import closing_subplots, figure_png, png_data_uri
 from cryo_pipeline.report.html import FigureBlock, Section
 from cryo_pipeline.report.methods import method_color, ordered_methods
@@ -175,7 +176,7 @@ def ablation_figure(sweep: Sweep, metrics: pd.DataFrame) -> bytes:
         for ax, (key, lines) in zip(axes.ravel(), series.items(), strict=False):
             for method, values in lines.items():
                 ax.plot(values.index, values.to_numpy(), marker="o", ms=4, color=method_color(method),
-                        ls="--" if method == "corrupted" else "-", label=method)
+                        ls="--" if method == CORRUPTED else "-", label=method)
             ax.set_title(titles[key], fontsize=10)
             ax.set_xlabel(sweep.label, fontsize=9)
             ax.set_xticks(sorted(set(sweep.values)))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-METHOD_ORDER = ("corrupted", "wbp", "isonet", "cryogen", "cn")
+from cryo_pipeline.config.methods import CN, CORRUPTED, CRYOGEN, ISONET, SCORED, WBP
+
+METHOD_ORDER = SCORED
 """Order of methods everywhere: the input as given, the baseline, then the corrections."""
 
 METHOD_COLORS = {
     "ground truth": "black",
-    "corrupted": "0.5",
-    "wbp": "tab:blue",
-    "isonet": "tab:orange",
-    "cryogen": "tab:green",
-    "cn": "tab:red",
+    CORRUPTED: "0.5",
+    WBP: "tab:blue",
+    ISONET: "tab:orange",
+    CRYOGEN: "tab:green",
+    CN: "tab:red",
 }
 
 

@@ -14,25 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryo_pipeline.ops.validation import VALIDATION_COLUMNS
+from cryo_pipeline.io.tables import METRIC_NUMERIC_COLUMNS as NUMERIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_OPTIONAL_COLUMNS as OPTIONAL_NUMERIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_OPTIONAL_TEXT_COLUMNS as OPTIONAL_TEXT_COLUMNS
+from cryo_pipeline.io.tables import METRIC_TEXT_COLUMNS as TEXT_COLUMNS
 from cryo_pipeline.report.methods import method_rank
 
 logger = logging.getLogger(__name__)
 
-TEXT_COLUMNS = (
-    "dataset", "method", "kind", "corruption", "device",
-    "volume_path", "ground_truth_path", "curves_path",
-)
-NUMERIC_COLUMNS = (
-    "psnr_db", "psnr_paper_db", "ssim", "ssim_global", "fit_a", "fit_b",
-    "fsc_resolution_angstrom", "fsc_resolution_05_angstrom", "dfsc_measured_mean",
-    "dfsc_missing_mean", "wedge_fill", "runtime_s", "voxel_size_angstrom",
-    "tilt_min_deg", "tilt_max_deg",
-)
-OPTIONAL_NUMERIC_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", *VALIDATION_COLUMNS)
-"""Metrics only some methods or runs have (``seam_ratio``: CN; the validation scores of issue 12)."""
-OPTIONAL_TEXT_COLUMNS = ("reference", "heldout_path")
-"""What the reference-based columns were scored against, and the held-out-tilt side table (issue 12)."""
 REQUIRED_COLUMNS = ("dataset", "method", "volume_path")
 
 

@@ -1,6 +1,6 @@
 """What the report reads from the stage records (``volume.json``) beside each volume.
 
-Every stage writes ``X.json`` beside its output ``X.mrc`` (``cryo_pipeline.stages.outputs``):
+Every stage writes ``X.json`` beside its output ``X.mrc`` (``cryo_pipeline.io.stage_records``):
 device, host name, platform and library versions, and for CN the seam ratio and the
 slab boundaries. A volume without a record (a user's tomogram) gives an empty record.
 """

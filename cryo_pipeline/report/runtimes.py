@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryo_pipeline.config.methods import CN, WBP
 from cryo_pipeline.report.figures import closing_subplots, figure_png, png_data_uri
 from cryo_pipeline.report.html import Column, FigureBlock, Section, TableBlock, table_rows
 from matplotlib import colormaps  # after figures: it selects the Agg backend
@@ -21,11 +22,11 @@ from matplotlib import colormaps  # after figures: it selects the Agg backend
 logger = logging.getLogger(__name__)
 
 RULE_METHODS = {
-    "reconstruct_wbp": "wbp",
-    "plan_slabs": "cn",
-    "fit_slab_seed": "cn",
-    "fit_slab": "cn",
-    "stitch_slabs": "cn",
+    "reconstruct_wbp": WBP,
+    "plan_slabs": CN,
+    "fit_slab_seed": CN,
+    "fit_slab": CN,
+    "stitch_slabs": CN,
 }
 """Rules without a method in their file name whose work is one method's."""
 SCORING_RULES = ("evaluate",)

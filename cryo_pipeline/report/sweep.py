@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from cryo_pipeline.config.methods import CORRUPTED
 from cryo_pipeline.report.failures import Failure
 from cryo_pipeline.report.figures import closing_subplots, figure_png, png_data_uri
 from cryo_pipeline.report.html import Column, FigureBlock, Section, TableBlock, format_value
@@ -52,7 +53,7 @@ def sweep_table(metrics: pd.DataFrame, failures: Sequence[Failure] = ()) -> pd.D
     """
     rows = []
     for dataset, group in metrics.groupby("dataset", sort=False):
-        base = group[group["method"] == "corrupted"]
+        base = group[group["method"] == CORRUPTED]
         for record in group.to_dict(orient="records"):
             row = {c: record.get(c, np.nan) for c in SWEEP_COLUMNS}
             for metric, gain in GAINS:
@@ -108,7 +109,7 @@ def gain_figure(table: pd.DataFrame) -> bytes:
     Datasets without a ground truth or without any finite gain are left out; with none
     left the figure says so instead of plotting.
     """
-    scored = table[(table["method"] != "corrupted") & np.isfinite(table["psnr_gain_db"].astype(float))]
+    scored = table[(table["method"] != CORRUPTED) & np.isfinite(table["psnr_gain_db"].astype(float))]
     panels = (("psnr_gain_db", "PSNR gain over corrupted, ours (dB)"), ("ssim_gain", "SSIM gain over corrupted, ours"))
     with closing_subplots(1, 2, figsize=(_width(scored), 3.6)) as (fig, axes):
         for ax, (column, title) in zip(axes[0], panels, strict=True):
@@ -167,7 +168,7 @@ def sweep_block(table: pd.DataFrame) -> TableBlock:
     columns = [Column("dataset", "dataset"), Column("status", "status")]
     groups: list[tuple[str, int]] = [("", 2)]
     for key, header, spec, with_corrupted in PIVOT_GROUPS:
-        shown = [m for m in methods if with_corrupted or m != "corrupted"]
+        shown = [m for m in methods if with_corrupted or m != CORRUPTED]
         if not shown:
             continue
         columns += [Column(f"{key}:{m}", m, spec, f"{header}: {m}") for m in shown]

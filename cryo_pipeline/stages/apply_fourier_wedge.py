@@ -7,14 +7,16 @@ import time
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import FourierWedgeConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 from cryo_pipeline.ops.wedge import apply_fourier_mask_3d, missing_wedge_mask_3d
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
+@reads("apply_fourier_wedge")
 def run(*, volume_path: Path, dataset: DatasetRow, cfg: FourierWedgeConfig, out: Path) -> None:
     """Keep only the Fourier region measured by ``dataset``'s tilt range; write MRC + record."""
     loaded = read_mrc(Path(volume_path))

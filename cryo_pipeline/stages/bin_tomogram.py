@@ -7,14 +7,16 @@ import time
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import BinConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, write_stage_meta
 from cryo_pipeline.ops.binning import bin_volume_3d, binned_voxel_size_angstrom
-from cryo_pipeline.stages.outputs import meta_path_for, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
+@reads("bin_tomogram")
 def run(*, tomogram_path: Path, dataset: DatasetRow, cfg: BinConfig, out: Path) -> None:
     """Bin ``tomogram_path`` by ``cfg.factor`` and write it with the binned voxel size.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryo_pipeline.io.atomic import atomic_write_text
-from cryo_pipeline.stages.evaluate import METRIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_COLUMNS, table_text
 
 
 def combine(inputs: list[Path]) -> pd.DataFrame:
@@ -37,4 +37,4 @@ def combine(inputs: list[Path]) -> pd.DataFrame:
 def run(*, inputs: list[Path], out: Path) -> None:
     """Write the combined table (:func:`combine`) to ``out`` atomically."""
     table = combine(inputs)
-    atomic_write_text(Path(out), table.to_csv(sep="\t", index=False, float_format="%.6g"))
+    atomic_write_text(Path(out), table_text(table))

@@ -17,10 +17,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import DeconvolveConfig
 from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc, read_mrc_header, read_mrc_memmap, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 from cryo_pipeline.ops.ctf import deconvolve_chunked, deconvolve_volume, wiener_filter_1d
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def ctf_parameters(dataset: DatasetRow) -> dict[str, float | bool]:
     }
 
 
+@reads("deconvolve_tomogram")
 def run(*, tomogram_path: Path, dataset: DatasetRow, cfg: DeconvolveConfig, out: Path) -> None:
     """Deconvolve ``tomogram_path`` and write ``out`` (MRC, same voxel size and origin) + ``.json``.
 

@@ -9,54 +9,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import EvaluateConfig
 from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.io.atomic import atomic_write_text
 from cryo_pipeline.io.mrc import read_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs
+from cryo_pipeline.io.tables import METRIC_COLUMNS, write_heldout_table, write_metrics_row
 from cryo_pipeline.ops.fsc import fsc_metrics, shell_frequency_per_angstrom, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
 from cryo_pipeline.ops.slabs import seam_ratio
-from cryo_pipeline.ops.validation import HELDOUT_TILT_COLUMNS, VALIDATION_COLUMNS, Halves, HeldOut, validation_scores
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs
-from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
+from cryo_pipeline.ops.tilts import select_tilts_in_range
+from cryo_pipeline.ops.validation import Halves, HeldOut, validation_scores
 
 log = logging.getLogger(__name__)
-
-VALIDATION_METRIC_COLUMNS = ("reference", *VALIDATION_COLUMNS, "heldout_path")
-"""Issue 12: what the reference-based columns were scored against, the no-ground-truth scores, the side table."""
-HELDOUT_TABLE_COLUMNS = ("dataset", "method", *HELDOUT_TILT_COLUMNS)
-
-METRIC_COLUMNS = (
-    "dataset",
-    "method",
-    "kind",
-    "corruption",
-    "psnr_db",
-    "psnr_paper_db",
-    "ssim",
-    "ssim_global",
-    "fit_a",
-    "fit_b",
-    "fsc_resolution_angstrom",
-    "fsc_resolution_05_angstrom",
-    "dfsc_measured_mean",
-    "dfsc_missing_mean",
-    "wedge_fill",
-    "seam_ratio",
-    "seam_ratio_ground_truth",
-    "runtime_s",
-    "device",
-    "voxel_size_angstrom",
-    "tilt_min_deg",
-    "tilt_max_deg",
-    "volume_path",
-    "ground_truth_path",
-    "curves_path",
-    *VALIDATION_METRIC_COLUMNS,
-)
 
 
 def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: tuple[int, ...]) -> np.ndarray:
@@ -77,6 +45,7 @@ def measured_angles_deg(dataset: DatasetRow, *, cfg: EvaluateConfig, shape_zyx: 
     return dataset.nominal_angles_deg(default_step_deg=cfg.default_tilt_step_deg)
 
 
+@reads("evaluate")
 def run(
     *,
     volume_path: Path,
@@ -154,14 +123,12 @@ def run(
     finals = [out, curves_out] + ([heldout_out] if heldout_out is not None else [])
     if heldout_out is not None:
         row["heldout_path"] = str(heldout_out) if heldout_rows else ""
-    table = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
     with stage_outputs(*finals) as tmp_paths:
         atomic_write_text(tmp_paths[1], json.dumps(curves, indent=1))
-        atomic_write_text(tmp_paths[0], table.to_csv(sep="\t", index=False, float_format="%.6g"))
+        write_metrics_row(tmp_paths[0], row)
         if heldout_out is not None:
-            heldout = pd.DataFrame([{"dataset": dataset.dataset, "method": method, **r} for r in heldout_rows],
-                                   columns=list(HELDOUT_TABLE_COLUMNS))
-            atomic_write_text(tmp_paths[2], heldout.to_csv(sep="\t", index=False, float_format="%.6g"))
+            write_heldout_table(tmp_paths[2], [{"dataset": dataset.dataset, "method": method, **r}
+                                               for r in heldout_rows])
     log.info(
         "%s/%s: psnr_paper %.2f dB, ssim_global %.4f, wedge_fill %.3f",
         dataset.dataset,

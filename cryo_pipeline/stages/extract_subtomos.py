@@ -26,10 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import ExtractConfig
 from cryo_pipeline.io.mrc import read_mrc_header, read_mrc_memmap
 from cryo_pipeline.io.provenance import provenance_record
-from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter, write_subtomo_table
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
+from cryo_pipeline.io.tables import write_subtomo_table
 from cryo_pipeline.ops.extraction import (
     crop_cube,
     require_cube_fits,
@@ -37,7 +40,6 @@ from cryo_pipeline.ops.extraction import (
     split_train_validation,
     stored_cube_px,
 )
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ def tomogram_statistics(volume: np.ndarray, mask: np.ndarray) -> dict[str, float
             "mean_in_mask": inside[1], "std_in_mask": math.sqrt(inside[2] / inside[0]) if inside[0] else 0.0}
 
 
+@reads("extract_subtomos")
 def run(
     *,
     tomogram_path: Path,

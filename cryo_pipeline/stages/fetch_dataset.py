@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.io.fetch import FetchResult, fetch_url
-from cryo_pipeline.stages.outputs import write_stage_meta
+from cryo_pipeline.io.stage_records import write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def fetch_location(dataset: DatasetRow, role: str) -> tuple[str, str | None]:
     raise ValueError(f"dataset {name}: role {role!r} must be one of {', '.join(ROLES)}")
 
 
+@reads("fetch_dataset")
 def run(
     *,
     dataset: DatasetRow,

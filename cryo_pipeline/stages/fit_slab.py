@@ -25,144 +25,126 @@ import numpy as np
 import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.methods import CN
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import CnConfig
-from cryo_pipeline.io.atomic import atomic_write_path
+from cryo_pipeline.io.model_files import build_siren, load_siren_weights, save_siren_weights
 from cryo_pipeline.io.mrc import read_mrc_memmap
 from cryo_pipeline.io.provenance import provenance_record
+from cryo_pipeline.io.slab_plan import SlabPlanRecord, read_slab_plan
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import write_tile_store
 from cryo_pipeline.ops.projector import ParallelBeamProjector
-from cryo_pipeline.ops.slabs import SlabPlan
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
-from cryo_pipeline.stages.plan_slabs import read_plan, siren_from_config
 from cryo_pipeline.training.cn_fit import FitSettings, evaluate_window, fit_window
+from cryo_pipeline.training.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_seed", "run_slab"]
 
-_ARCHITECTURE_KEYS = ("width", "n_hidden_layers", "w0", "fourier_features", "fourier_scale", "nonnegative")
 
-
-def _device(cfg: CnConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("cn.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def _window_rows(tilt_series_path: Path, record: dict, window: tuple[int, int], device: torch.device) -> torch.Tensor:
-    series, _ = read_mrc_memmap(Path(tilt_series_path), voxel_size_angstrom=record["voxel_size_angstrom"])
+def _window_rows(tilt_series_path: Path, record: SlabPlanRecord, window: tuple[int, int],
+                 device: torch.device) -> torch.Tensor:
+    series, _ = read_mrc_memmap(Path(tilt_series_path), voxel_size_angstrom=record.voxel_size_angstrom)
     n_images, height, width = series.shape
-    d, h, w = record["volume_shape_zyx"]
-    if (height, width) != (h, w) or max(record["tilt_indices"]) >= n_images:
+    d, h, w = record.volume_shape_zyx
+    if (height, width) != (h, w) or max(record.tilt_indices) >= n_images:
         raise ValueError(f"{tilt_series_path}: shape {tuple(series.shape)} does not match the slab plan (height {h}, "
-                         f"width {w}, {len(record['tilt_indices'])} tilts); rerun plan_slabs")
-    rows = np.ascontiguousarray(series[record["tilt_indices"], window[0]:window[1], :], dtype=np.float32)
+                         f"width {w}, {len(record.tilt_indices)} tilts); rerun plan_slabs")
+    rows = np.ascontiguousarray(series[list(record.tilt_indices), window[0]:window[1], :], dtype=np.float32)
     if not np.all(np.isfinite(rows)):
         raise ValueError(f"{tilt_series_path}: rows {window[0]}..{window[1]} hold NaN/Inf pixels")
     return torch.from_numpy(rows).to(device)
 
 
-def _fit(tilt_series_path: Path, plan: SlabPlan, record: dict, cfg: CnConfig, index: int | None,
+def _fit(tilt_series_path: Path, record: SlabPlanRecord, cfg: CnConfig, index: int | None,
          settings: FitSettings, model: torch.nn.Module, device: torch.device,
          desc: str) -> tuple[list[float], tuple[int, int]]:
-    """Fit slab ``index``'s window (None = all rows of the volume); ``record`` is the plan file's content."""
+    """Fit slab ``index``'s window (None = all rows of the volume)."""
+    plan = record.plan
     window = plan.window(index) if index is not None else (0, plan.height_px)
     measured = _window_rows(tilt_series_path, record, window, device)
-    shape = tuple(int(n) for n in record["volume_shape_zyx"])
-    projector = ParallelBeamProjector(shape, record["angles_deg"], device=device)
+    shape = record.volume_shape_zyx
+    projector = ParallelBeamProjector(shape, list(record.angles_deg), device=device)
     torch.manual_seed(cfg.seed + (index or 0))
     history = fit_window(model, measured, projector, volume_shape_zyx=shape, window_y=window, settings=settings,
-                         scale=float(record["value_scale"]), desc=desc)
+                         scale=record.value_scale, desc=desc)
     return history, window
 
 
-def _save_weights(path: Path, model: torch.nn.Module, cfg: CnConfig, *, slab: int, chain_s: float) -> None:
-    state = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "architecture": {k: getattr(cfg, k) for k in _ARCHITECTURE_KEYS}, "slab": slab, "chain_s": chain_s}
-    with atomic_write_path(Path(path)) as tmp:
-        torch.save(state, tmp)
+@reads("fit_slab_seed")
+def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cfg: CnConfig, out_model: Path,
+             device: str = "auto") -> None:
+    """Fit the seed network from random initialisation (the middle slab, or rows of the whole volume).
 
-
-def _load_weights(path: Path, cfg: CnConfig, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"initial weights {path} do not exist; run fit_slab_seed (or the parent slab) first")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ValueError(f"{path}: cannot read the network weights ({type(error).__name__}: {error})") from None
-    expected = {k: getattr(cfg, k) for k in _ARCHITECTURE_KEYS}
-    if state.get("architecture") != expected:
-        raise ValueError(f"{path}: network {state.get('architecture')} differs from the config's {expected}; "
-                         "rerun fit_slab_seed with this config")
-    model = siren_from_config(cfg)
-    model.load_state_dict(state["state_dict"])
-    return model.to(device), state
-
-
-def run_seed(*, tilt_series_path: Path, plan_path: Path, dataset: DatasetRow, cfg: CnConfig, out_model: Path) -> None:
-    """Fit the seed network from random initialisation (the middle slab, or rows of the whole volume)."""
-    device = _device(cfg)
-    plan, record = read_plan(plan_path)
+    ``device`` is ``execution.device`` (``auto``: CUDA when available).
+    """
+    device = resolve_device(device)
+    record = read_slab_plan(plan_path)
+    plan = record.plan
     index = plan.seed_index()
     settings = FitSettings(cfg.seed_iterations, cfg.seed_lr_start, cfg.seed_lr_end, loss=cfg.loss,
                            tv_weight=cfg.tv_weight, rows_per_step=cfg.rows_per_step, seed=cfg.seed)
     start = time.perf_counter()
-    model = siren_from_config(cfg).to(device)
+    model = build_siren(cfg).to(device)
     whole = cfg.seed_window == "volume"
     if whole and cfg.rows_per_step is None:
         raise ValueError("cn.seed_window 'volume' needs cn.rows_per_step (rows drawn from the whole height per step)")
-    history, window = _fit(tilt_series_path, plan, record, cfg, None if whole else index, settings, model, device,
+    history, window = _fit(tilt_series_path, record, cfg, None if whole else index, settings, model, device,
                            "seed (whole volume)" if whole else f"seed slab {index}")
     runtime = time.perf_counter() - start
     log.info("%s: seed slab %d (rows %d..%d) fitted in %.1f s on %s, loss %.4g -> %.4g", dataset.dataset, index,
              *window, runtime, device, history[0], history[-1])
     with stage_outputs(Path(out_model), meta_path_for(Path(out_model))) as (tmp_model, tmp_meta):
-        _save_weights(tmp_model, model, cfg, slab=index, chain_s=0.0)
+        save_siren_weights(tmp_model, model, cfg, slab=index, chain_s=0.0)
         write_stage_meta(tmp_meta, stage="fit_slab_seed", config=cfg, dataset=dataset, runtime_s=runtime,
                          device=str(device), extra={"slab": index, "window_y": list(window),
                                                     "loss_first": history[0], "loss_last": history[-1]})
 
 
+@reads("fit_slab")
 def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_meta: Path | None, slab: int,
-             dataset: DatasetRow, cfg: CnConfig, out_tiles: Path, out_model: Path) -> None:
-    """Fit slab ``slab`` from ``init_model``; write its tile store, weights and record."""
-    device = _device(cfg)
-    plan, record = read_plan(plan_path)
+             dataset: DatasetRow, cfg: CnConfig, out_tiles: Path, out_model: Path, device: str = "auto") -> None:
+    """Fit slab ``slab`` from ``init_model``; write its tile store, weights and record.
+
+    ``device`` is ``execution.device`` (``auto``: CUDA when available).
+    """
+    device = resolve_device(device)
+    record = read_slab_plan(plan_path)
+    plan = record.plan
     if not 0 <= slab < plan.n_slabs:
         raise ValueError(f"slab {slab} is outside the plan's 0..{plan.n_slabs - 1} ({plan_path})")
-    model, state = _load_weights(init_model, cfg, device)
+    model, state = load_siren_weights(init_model, cfg, device)
     settings = FitSettings(cfg.slab_iterations, cfg.slab_lr_start, cfg.slab_lr_end, loss=cfg.loss,
                            tv_weight=cfg.tv_weight, rows_per_step=cfg.rows_per_step, seed=cfg.seed + 1 + slab)
     start = time.perf_counter()
     try:
-        history, window = _fit(tilt_series_path, plan, record, cfg, slab, settings, model, device, f"slab {slab}")
+        history, window = _fit(tilt_series_path, record, cfg, slab, settings, model, device, f"slab {slab}")
     except FloatingPointError as error:  # name the stage, the key to change and the last good weights
         raise FloatingPointError(f"fit_slab {slab} of {dataset.dataset} diverged: {error} (cn.slab_lr_start = "
                                  f"{cfg.slab_lr_start}); nothing was written; last good weights: the initial ones, "
                                  f"{init_model}") from None
-    shape = tuple(int(n) for n in record["volume_shape_zyx"])
-    tile = evaluate_window(model, volume_shape_zyx=shape, window_y=window, scale=float(record["value_scale"]),
-                           device=device)
+    shape = record.volume_shape_zyx
+    tile = evaluate_window(model, volume_shape_zyx=shape, window_y=window, scale=record.value_scale, device=device)
     runtime = time.perf_counter() - start
     seed_record = read_stage_meta(None if seed_meta is None else Path(seed_meta))
     chain_s = float(state.get("chain_s", 0.0)) + runtime
     log.info("%s: slab %d/%d (rows %d..%d) fitted in %.1f s on %s, loss %.4g -> %.4g", dataset.dataset, slab,
              plan.n_slabs, *window, runtime, device, history[0], history[-1])
-    tilt_range = (min(record["angles_deg"]), max(record["angles_deg"]))
+    tilt_range = record.tilt_range_deg
     with stage_outputs(Path(out_tiles), Path(out_model), meta_path_for(Path(out_model))) as (tmp_tiles, tmp_model,
                                                                                           tmp_meta):
         write_tile_store(tmp_tiles, tile[None], np.array([[0, window[0], 0]]), volume_shape_zyx=shape,
                          tile_px=tile.shape, overlap_px=(0, plan.blend_overlap_px, 0),
-                         voxel_size_angstrom=float(record["voxel_size_angstrom"]), group=slab, n_groups=plan.n_slabs,
+                         voxel_size_angstrom=record.voxel_size_angstrom, group=slab, n_groups=plan.n_slabs,
                          tilt_min_deg=tilt_range[0], tilt_max_deg=tilt_range[1],
                          provenance=provenance_record(config=cfg.model_dump(mode="json")),
                          grid_origins_zyx=[[0], list(plan.origins_y), [0]], chunk_px=(64, plan.window_px, 64),
                          extra_attrs={"slab_boundaries_y": list(plan.boundaries_y)})
-        _save_weights(tmp_model, model, cfg, slab=slab, chain_s=chain_s if cfg.schedule == "chain" else runtime)
+        save_siren_weights(tmp_model, model, cfg, slab=slab, chain_s=chain_s if cfg.schedule == "chain" else runtime)
         write_stage_meta(tmp_meta, stage="fit_slab", config=cfg, dataset=dataset, runtime_s=runtime,
                          device=str(device),
-                         extra={"method": "cn", "slab": slab, "window_y": list(window), "loss_first": history[0],
+                         extra={"method": CN, "slab": slab, "window_y": list(window), "loss_first": history[0],
                                 "loss_last": history[-1], "train_s": float(seed_record.get("runtime_s", 0.0)),
                                 "predict_s": chain_s if cfg.schedule == "chain" else runtime,
                                 "slab_boundaries_y": list(plan.boundaries_y), "init_model": str(init_model)})

@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import MaskConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 from cryo_pipeline.ops.masks import density_mask_3d, mask_fraction, resolve_density_contrast
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
+@reads("make_mask")
 def run(
     *,
     tomogram_path: Path,

@@ -1,6 +1,6 @@
 """Stage ``plan_slabs``: read the tilt series header (and its rms) and write the CN slab plan.
 
-The plan (JSON) is what the Snakemake checkpoint ``plan_slabs`` hands to the
+The plan (JSON, :mod:`cryo_pipeline.io.slab_plan`) is what the Snakemake checkpoint ``plan_slabs`` hands to the
 ``fit_slab`` jobs: the volume shape, the tilts inside the sheet's range, the slab
 windows (:mod:`cryo_pipeline.ops.slabs`), the amplitude of the network output and the
 seed slab. Only the header is parsed; the rms is streamed one tilt image at a time, so
@@ -9,33 +9,26 @@ memory stays at one image whatever the series size.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import CnConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
-from cryo_pipeline.io.atomic import atomic_write_text
+from cryo_pipeline.io.model_files import build_siren
 from cryo_pipeline.io.mrc import read_mrc_header, read_mrc_memmap
 from cryo_pipeline.io.provenance import provenance_record
+from cryo_pipeline.io.slab_plan import SlabPlanRecord, write_slab_plan
 from cryo_pipeline.models import count_parameters
-from cryo_pipeline.models.siren import Siren
 from cryo_pipeline.ops.slabs import SlabPlan, plan_slabs, slab_rows_from_ratio
-from cryo_pipeline.stages.reconstruct_wbp import select_tilts_in_range
+from cryo_pipeline.ops.tilts import select_tilts_in_range
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_plan", "run", "siren_from_config"]
-
-
-def siren_from_config(cfg: CnConfig) -> Siren:
-    """The network every slab of a run uses (same architecture and initial weights)."""
-    return Siren(width=cfg.width, n_hidden_layers=cfg.n_hidden_layers, w0=cfg.w0,
-                 fourier_features=cfg.fourier_features, fourier_scale=cfg.fourier_scale,
-                 nonnegative=cfg.nonnegative, seed=cfg.seed)
+__all__ = ["run"]
 
 
 def _rms_of_tilts(series: np.ndarray, keep: np.ndarray, path: Path) -> float:
@@ -53,6 +46,7 @@ def _rms_of_tilts(series: np.ndarray, keep: np.ndarray, path: Path) -> float:
     return rms
 
 
+@reads("plan_slabs")
 def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: CnConfig, out: Path,
         reference_volume_path: Path | None = None) -> SlabPlan:
     """Write the slab plan of one tilt series to ``out`` (JSON) and return it.
@@ -70,7 +64,7 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
         depth = int(read_mrc_header(Path(reference_volume_path))["shape_zyx"][0])
     else:
         depth = cfg.thickness_px or width
-    n_parameters = count_parameters(siren_from_config(cfg))
+    n_parameters = count_parameters(build_siren(cfg))
     slab = cfg.slab_px or slab_rows_from_ratio(n_parameters, depth_px=depth, width_px=width,
                                                ratio=cfg.params_per_voxel, height_px=height)
     try:
@@ -79,37 +73,23 @@ def run(*, tilt_series_path: Path, angles_path: Path, dataset: DatasetRow, cfg: 
         raise ValueError(f"{tilt_series_path} (height {height} rows): {error}") from None
     series, voxel = read_mrc_memmap(tilt_series_path, voxel_size_angstrom=dataset.voxel_size_angstrom)
     rms = _rms_of_tilts(series, keep, tilt_series_path)
-    record = {
-        **plan.to_dict(),
-        "volume_shape_zyx": [depth, height, width],
-        "voxel_size_angstrom": float(voxel),
-        "tilt_indices": [int(i) for i in keep],
-        "angles_deg": [float(a) for a in angles[keep]],
-        "tilt_series_rms": rms,
-        "value_scale": rms / depth,
-        "seed_slab": plan.seed_index(),
-        "n_parameters": int(n_parameters),
-        "params_per_voxel": n_parameters / (depth * plan.slab_px * width),
-        "schedule": cfg.schedule,
-        "tilt_series": str(tilt_series_path),
-        "dataset": dataset.model_dump(mode="json"),
-        "provenance": provenance_record(config=cfg.model_dump(mode="json")),
-    }
-    atomic_write_text(Path(out), json.dumps(record, indent=2) + "\n")
+    record = SlabPlanRecord(
+        plan=plan,
+        volume_shape_zyx=(depth, height, width),
+        voxel_size_angstrom=float(voxel),
+        tilt_indices=tuple(int(i) for i in keep),
+        angles_deg=tuple(float(a) for a in angles[keep]),
+        tilt_series_rms=rms,
+        value_scale=rms / depth,
+        n_parameters=int(n_parameters),
+        params_per_voxel=n_parameters / (depth * plan.slab_px * width),
+        schedule=cfg.schedule,
+        tilt_series=str(tilt_series_path),
+        dataset=dataset.model_dump(mode="json"),
+        provenance=provenance_record(config=cfg.model_dump(mode="json")),
+    )
+    write_slab_plan(Path(out), record)
     log.info("%s: %d slabs of %d rows (+%d halo) over %d rows, volume %s, %d/%d tilts, %d parameters per network "
              "(%.3g per voxel)", dataset.dataset, plan.n_slabs, plan.slab_px, plan.halo_px, height,
-             (depth, height, width), keep.size, n_images, n_parameters, record["params_per_voxel"])
+             (depth, height, width), keep.size, n_images, n_parameters, record.params_per_voxel)
     return plan
-
-
-def read_plan(path: Path) -> tuple[SlabPlan, dict]:
-    """Read a plan written by :func:`run`: the checked :class:`SlabPlan` and the whole record."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"slab plan {path} does not exist; run plan_slabs first")
-    with path.open() as handle:
-        record = json.load(handle)
-    try:
-        return SlabPlan.from_dict(record), record
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: not a valid slab plan ({type(error).__name__}: {error})") from None

@@ -2,50 +2,44 @@
 
 :func:`run` predicts and blends the whole tomogram in one job. :func:`run_tile_group`
 (command ``predict-cryogen-tiles``) predicts one of ``n_groups`` groups of tiles into a
-tile store, for the split mode (``predict.n_jobs > 1``); ``stitch-tiles``
+tile store, for the split mode (``execution.predict_n_jobs > 1``); ``stitch-tiles``
 (:mod:`cryo_pipeline.stages.stitch_tiles`) then blends the groups with Dask.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from pathlib import Path
 
-import torch
-
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import PredictConfig
 from cryo_pipeline.inference.tile_groups import group_tile_origins, predict_tile_group
 from cryo_pipeline.inference.tiled import predict_tiled_to_zarr
-from cryo_pipeline.io.tile_store import create_tile_store
+from cryo_pipeline.io.model_files import load_generator_file
 from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
+from cryo_pipeline.io.tile_store import create_tile_store
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.models import UNetPlusPlus3d
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
-from cryo_pipeline.training.cryogen import resolve_device
-from cryo_pipeline.training.loop import MODEL_KIND
+from cryo_pipeline.training.devices import resolve_device
 
 log = logging.getLogger(__name__)
 _SLAB_Z = 16
 
 
-def load_generator(model_path: Path, *, device: torch.device) -> tuple[UNetPlusPlus3d, dict]:
-    """Rebuild the generator from a model file written by ``train_cryogen``."""
-    try:
-        state = torch.load(Path(model_path), map_location=device, weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # not a torch file at all
-        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen): "
-                         f"torch.load cannot read it ({err})") from None
-    if not isinstance(state, dict) or state.get("kind") != MODEL_KIND:
-        hint = "; it is a training checkpoint, pass the model file (--out-model of train-cryogen)" if (
-            isinstance(state, dict) and "opt_g" in state) else ""
-        raise ValueError(f"{model_path} is not a cryo_pipeline generator file (written by train-cryogen){hint}")
-    arch = state["architecture"]
-    model = UNetPlusPlus3d(1, 1, base_channels=arch["base_channels"], depth=arch["depth"], norm=arch["norm"])
-    model.load_state_dict(state["generator"])
-    return model.to(device).eval(), state
+def _check_tilt_range(state: dict, model_path: Path, dataset: DatasetRow) -> tuple[float, float]:
+    """The row's tilt range (the dataset's one source of truth), which the model must have been trained for."""
+    row_range = (float(dataset.tilt_min_deg), float(dataset.tilt_max_deg))
+    model_range = tuple(float(a) for a in state["tilt_range_deg"])
+    if max(abs(a - b) for a, b in zip(row_range, model_range, strict=True)) > 1e-6:
+        raise ValueError(
+            f"{model_path} was trained for the tilt range [{model_range[0]:g}, {model_range[1]:g}] deg but dataset "
+            f"{dataset.dataset}'s row gives tilt_min_deg {row_range[0]:g}, tilt_max_deg {row_range[1]:g}; "
+            "retrain (rerun train_cryogen) or correct the sheet"
+        )
+    return row_range
 
 
 def _check_tile(cfg: PredictConfig, model: UNetPlusPlus3d, model_path: Path) -> None:
@@ -56,18 +50,23 @@ def _check_tile(cfg: PredictConfig, model: UNetPlusPlus3d, model_path: Path) -> 
         )
 
 
+@reads("predict_cryogen")
 def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, out: Path,
-        out_zarr: Path) -> None:
-    """Correct ``tomogram_path`` with the model; write a Zarr store (streamed) and an MRC copy."""
-    device = resolve_device(cfg.device)
-    model, state = load_generator(model_path, device=device)
+        out_zarr: Path, device: str = "auto") -> None:
+    """Correct ``tomogram_path`` with the model; write a Zarr store (streamed) and an MRC copy.
+
+    ``device`` is ``execution.device`` (``auto``: CUDA when available). The model must have been
+    trained for the row's tilt range (else a ``ValueError`` names both).
+    """
+    device = resolve_device(device)
+    model, state = load_generator_file(model_path, device=device)
+    tilt_range = _check_tilt_range(state, model_path, dataset)
     _check_tile(cfg, model, model_path)
     if device.type == "cuda":  # stop before the first tile if tile/batch cannot fit, suggesting ones that do
         from cryo_pipeline.training.memory import check_prediction_memory, free_cuda_bytes
 
         check_prediction_memory(cfg, free_cuda_bytes(device), **state["architecture"])
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
-    tilt_range = tuple(state["tilt_range_deg"])
     start = time.perf_counter()
     with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
         predict_tiled_to_zarr(
@@ -91,8 +90,9 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
                                 "model": str(model_path)})
 
 
+@reads("predict_cryogen_tiles")
 def run_tile_group(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: PredictConfig, group: int,
-                   n_groups: int, out_tiles: Path) -> None:
+                   n_groups: int, out_tiles: Path, device: str = "auto") -> None:
     """Predict group ``group`` of ``n_groups`` of the tomogram's tiles into a tile store (unblended).
 
     Writes ``out_tiles`` (:mod:`cryo_pipeline.io.tile_store`, streamed batch by batch)
@@ -101,11 +101,11 @@ def run_tile_group(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow
     Every axis of the tomogram must be >= ``cfg.tile_px`` (see
     :mod:`cryo_pipeline.inference.tile_groups`).
     """
-    device = resolve_device(cfg.device)
-    model, state = load_generator(model_path, device=device)
+    device = resolve_device(device)
+    model, state = load_generator_file(model_path, device=device)
+    tilt_range = _check_tilt_range(state, model_path, dataset)
     _check_tile(cfg, model, model_path)
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
-    tilt_range = tuple(state["tilt_range_deg"])
     origins = group_tile_origins(tomogram.shape, tile_px=cfg.tile_px, overlap_px=cfg.overlap_px, group=group,
                                  n_groups=n_groups)
     if len(origins) == 0:

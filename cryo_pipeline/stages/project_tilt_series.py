@@ -9,16 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import ProjectConfig
 from cryo_pipeline.io.angles import write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 from cryo_pipeline.ops.noise import add_gaussian_noise
 from cryo_pipeline.ops.projector import project_3d
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
+@reads("project_tilt_series")
 def run(*, volume_path: Path, dataset: DatasetRow, cfg: ProjectConfig, out: Path, angles_out: Path) -> None:
     """Project ``volume_path`` at the sheet's tilt angles, add noise at the sheet's SNR.
 

@@ -21,7 +21,7 @@ from cryo_pipeline.config.stages import ReferenceConfig, WbpConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
 from cryo_pipeline.ops.reference import full_range_reference
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 

@@ -10,30 +10,18 @@ import numpy as np
 import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import WbpConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.ops.tilts import select_tilts_in_range
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
-def select_tilts_in_range(angles_deg: np.ndarray, *, tilt_min_deg: float, tilt_max_deg: float) -> np.ndarray:
-    """Indices of the tilts inside [tilt_min_deg, tilt_max_deg] (0.01° tolerance).
-
-    This is how a real full-range series becomes a wedge problem: the sheet's range
-    may be narrower than the file's angles (e.g. keep ±60° of a ±76° series).
-    """
-    keep = np.flatnonzero((angles_deg >= tilt_min_deg - 1e-2) & (angles_deg <= tilt_max_deg + 1e-2))
-    if keep.size < 2:
-        raise ValueError(
-            f"only {keep.size} tilt(s) of {angles_deg.min():g}..{angles_deg.max():g} deg lie inside the sheet's "
-            f"range [{tilt_min_deg:g}, {tilt_max_deg:g}]; widen tilt_min_deg/tilt_max_deg"
-        )
-    return keep
-
-
+@reads("reconstruct_wbp")
 def run(
     *,
     tilt_series_path: Path,

@@ -32,6 +32,7 @@ import pandas as pd
 import cryo_pipeline
 from cryo_pipeline.io.atomic import atomic_write_bytes
 from cryo_pipeline.io.sheet import read_dataset_sheet
+from cryo_pipeline.io.stage_records import stage_outputs
 from cryo_pipeline.report import figures
 from cryo_pipeline.report.ablation import ablation_section, detect_sweeps
 from cryo_pipeline.report.dataset import dataset_section, load_curves
@@ -45,7 +46,6 @@ from cryo_pipeline.report.runtimes import method_job_seconds, read_benchmarks, r
 from cryo_pipeline.report.summary import summary_section
 from cryo_pipeline.report.sweep import gain_figure, psnr_bars_figure, sweep_section, sweep_table, write_sweep_tsv
 from cryo_pipeline.report.validation import validation_section
-from cryo_pipeline.stages.outputs import stage_outputs
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import SimulateConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 from cryo_pipeline.ops.phantoms import make_phantom, rotated_map
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def normalize_map(volume: np.ndarray, *, source: str) -> np.ndarray:
     return (volume - background) / peak
 
 
+@reads("simulate_volume")
 def run(*, dataset: DatasetRow, cfg: SimulateConfig, out: Path) -> None:
     """Build the ground truth of ``dataset`` and write it to ``out`` (MRC + ``.json`` record).
 

@@ -16,7 +16,7 @@ from cryo_pipeline.config.dataset import DatasetRow, check_alternate_halves
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles, write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.tilt_selection import alternate_halves, tilts_in_range
-from cryo_pipeline.stages.outputs import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.execution import ExecutionConfig
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import StitchConfig
 from cryo_pipeline.io.mrc import open_mrc_for_writing
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import open_tile_store
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.ops.blending import release_pages
 from cryo_pipeline.ops.slabs import seam_ratio
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.stitch.cluster import start_cluster
 from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
 from cryo_pipeline.stitch.seams import row_step_means_zarr
@@ -56,6 +57,7 @@ def _timing(records: list[dict]) -> tuple[float, float]:
     return train_s, parallel_s
 
 
+@reads("stitch_slabs")
 def run(
     *,
     tile_stores: Sequence[Path],
@@ -66,6 +68,7 @@ def run(
     meta_paths: Sequence[Path] = (),
     memory_limit_mb: int | None = None,
     cfg: StitchConfig | None = None,
+    execution: ExecutionConfig | None = None,
 ) -> None:
     """Stitch ``tile_stores`` into ``out_zarr`` and ``out`` (MRC), with the record ``out`` → ``.json``.
 
@@ -84,10 +87,13 @@ def run(
     memory_limit_mb : int, optional
         Memory of the job in MB, split between the local workers (None = Dask's "auto").
     cfg : StitchConfig, optional
-        Output chunk size and cluster kind (a ``scheduler_address`` there wins over the
-        argument's); default: 64³ chunks on a local cluster.
+        Output chunk size; default: 64³ chunks.
+    execution : ExecutionConfig, optional
+        The Dask cluster (``stitch_cluster``, ``stitch_slurm_*``; a ``stitch_scheduler_address``
+        there wins over the argument's); default: a local cluster.
     """
     cfg = cfg or StitchConfig()
+    execution = execution or ExecutionConfig()
     records = _records(meta_paths)
     read_tile_layout(tile_stores)  # fail on missing / duplicated tiles before starting a cluster
     boundaries = open_tile_store(tile_stores[0])[1].get("slab_boundaries_y")
@@ -95,7 +101,7 @@ def run(
     method = first.get("method", "stitched")
     start = time.perf_counter()
     with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
-        with start_cluster(**_cluster_options(cfg, threads, memory_limit_mb, scheduler_address)) as client:
+        with start_cluster(**_cluster_options(execution, threads, memory_limit_mb, scheduler_address)) as client:
             stitch_tile_stores(tile_stores, tmp_zarr, client=client, chunks=(cfg.chunk_px,) * 3)
             seams = {}
             if boundaries:
@@ -114,27 +120,30 @@ def run(
         train_s, parallel_s = _timing(records)
         devices = [str(r.get("device", "cpu")) for r in records]
         device = next((d for d in devices if d.startswith("cuda")), devices[0] if devices else "cpu")
-        dataset = DatasetRow.model_validate(first["dataset"]) if first.get("dataset") else None
+        dataset = first.get("dataset") or None  # the sheet columns the groups' stage read
         log.info("stitched %d tile stores of %s: %s in %.1f s (slowest group %.1f s, training %.1f s)",
-                 len(tile_stores), dataset.dataset if dataset else "?", tuple(volume.shape), stitch_s, parallel_s,
-                 train_s)
+                 len(tile_stores), dataset.get("dataset", "?") if dataset else "?", tuple(volume.shape), stitch_s,
+                 parallel_s, train_s)
         write_stage_meta(tmp_meta, stage="stitch_tiles", config=None, dataset=dataset,
                          runtime_s=train_s + parallel_s + stitch_s, device=device,
                          extra={"method": method, "config": first.get("config", {}), "train_s": train_s,
                                 "predict_s": parallel_s, "stitch_s": stitch_s, "n_groups": len(tile_stores),
                                 "predict_s_per_group": [r.get("predict_s", r.get("runtime_s")) for r in records],
                                 "tile_stores": [str(p) for p in tile_stores], "model": first.get("model"),
-                                "stitch": cfg.model_dump(mode="json"), **seams})
+                                "stitch": cfg.model_dump(mode="json"),
+                                "execution": execution.model_dump(mode="json"), **seams})
 
 
-def _cluster_options(cfg: StitchConfig, threads: int, memory_limit_mb: int | None,
+def _cluster_options(execution: ExecutionConfig, threads: int, memory_limit_mb: int | None,
                      scheduler_address: str | None) -> dict:
-    """Keyword arguments of :func:`~cryo_pipeline.stitch.cluster.start_cluster` for this config."""
+    """Keyword arguments of :func:`~cryo_pipeline.stitch.cluster.start_cluster` for these run-time settings."""
     options = {"threads": threads, "memory_limit_mb": memory_limit_mb,
-               "scheduler_address": cfg.scheduler_address or scheduler_address}
-    if cfg.cluster == "slurm" and not options["scheduler_address"]:
+               "scheduler_address": execution.stitch_scheduler_address or scheduler_address}
+    if execution.stitch_cluster == "slurm" and not options["scheduler_address"]:
         options["cluster"] = "slurm"
-        options["slurm"] = {"workers": cfg.slurm_workers, "cores_per_worker": cfg.slurm_cores_per_worker,
-                            "memory_per_worker_mb": cfg.slurm_memory_per_worker_mb, "walltime": cfg.slurm_walltime,
-                            "partition": cfg.slurm_partition}
+        options["slurm"] = {"workers": execution.stitch_slurm_workers,
+                            "cores_per_worker": execution.stitch_slurm_cores_per_worker,
+                            "memory_per_worker_mb": execution.stitch_slurm_memory_per_worker_mb,
+                            "walltime": execution.stitch_slurm_walltime,
+                            "partition": execution.stitch_slurm_partition}
     return options

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from cryo_pipeline.config.methods import CRYOGEN, ISONET, TRAINED_METHODS
 from cryo_pipeline.config.stages import TrainConfig
 from cryo_pipeline.models import EnergyModel3d, UNetPlusPlus3d
 from cryo_pipeline.ops.rotations import WEDGE_ROTATIONS, rotate_volume
@@ -42,9 +43,6 @@ from cryo_pipeline.training.losses import (
 )
 
 log = logging.getLogger(__name__)
-METHODS = ("cryogen", "isonet")
-LOSS_COLUMNS = ("step", "epoch", "loss_energy", "loss_adversarial", "loss_data", "loss_consistency",
-                "lambda", "lr", "seconds")
 
 
 def build_generator(cfg: TrainConfig) -> UNetPlusPlus3d:
@@ -56,15 +54,6 @@ def build_energy_model(cfg: TrainConfig) -> EnergyModel3d:
     """E_φ from the training config."""
     c = cfg.disc_channels
     return EnergyModel3d(1, channels=(c, 2 * c, 4 * c, 4 * c), spectral_norm=cfg.spectral_norm)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _level(scale: float, generator: torch.Generator) -> float:
@@ -94,8 +83,8 @@ class CryoGenStep:
                  device: torch.device, generator_module: torch.nn.Module, energy_module: torch.nn.Module | None,
                  opt_g: torch.optim.Optimizer, opt_e: torch.optim.Optimizer | None,
                  group: ProcessGroup | None = None) -> None:
-        if method not in METHODS:
-            raise ValueError(f"unknown training method {method!r}; choose one of {', '.join(METHODS)}")
+        if method not in TRAINED_METHODS:
+            raise ValueError(f"unknown training method {method!r}; choose one of {', '.join(TRAINED_METHODS)}")
         self.cfg, self.method, self.device = cfg, method, device
         self.g, self.e, self.opt_g, self.opt_e = generator_module, energy_module, opt_g, opt_e
         self.group = group or ProcessGroup()
@@ -114,9 +103,9 @@ class CryoGenStep:
         rotation = int(torch.randint(len(WEDGE_ROTATIONS), (), generator=rng))
         with torch.no_grad(), self._ctx():
             previous = self.g(y).float()  # x̃ from θ' (the parameters before this step)
-        if self.method == "isonet" or cfg.consistency_target == "filled":
+        if self.method == ISONET or cfg.consistency_target == "filled":
             previous = apply_rfft_mask(y, self.mask) + previous - apply_rfft_mask(previous, self.mask)
-        if self.method == "cryogen":
+        if self.method == CRYOGEN:
             x_hat, fake = self._energy_step(y, rotation, rng, losses)
         self.opt_g.zero_grad(set_to_none=True)
         with self._ctx():
@@ -126,7 +115,7 @@ class CryoGenStep:
             consistency = wedge_weighted_mse(self.g(rewedged).float(), target, self.mask,
                                              missing_weight=cfg.missing_region_weight)
             total = lam * consistency
-            if self.method == "cryogen":
+            if self.method == CRYOGEN:
                 adversarial = generator_adversarial_loss(self.e(fake).float(), kind=cfg.adversarial_loss)
                 data = (apply_rfft_mask(x_hat, self.mask) - y).pow(2).mean() / (2.0 * cfg.sigma_n**2)
                 total = total + cfg.adversarial_weight * adversarial + data

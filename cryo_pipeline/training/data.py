@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryo_pipeline.io.subtomo_store import open_subtomo_store, read_subtomo_table
+from cryo_pipeline.io.subtomo_store import open_subtomo_store
+from cryo_pipeline.io.tables import read_subtomo_table
 
 
 class SubtomoBatches:

@@ -79,7 +79,7 @@ def multi_gpu_relaunch_command(argv: list[str], *, device: str) -> list[str] | N
 
     Used when one job (e.g. one SLURM job with ``--gpus=4``) sees several GPUs and was
     not itself started by torchrun: the same ``cryo-pipeline`` arguments run as one
-    process per GPU.
+    process per GPU. ``device`` is ``execution.device``.
     """
     if device == "cpu" or "WORLD_SIZE" in os.environ or not torch.cuda.is_available():
         return None
@@ -90,3 +90,19 @@ def multi_gpu_relaunch_command(argv: list[str], *, device: str) -> list[str] | N
 
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
             "-m", "cryo_pipeline.cli.main", *argv]
+
+
+def relaunch_on_every_gpu(argv: list[str], *, device: str) -> bool:
+    """Rerun the ``cryo-pipeline`` call ``argv`` under torchrun, one process per visible GPU.
+
+    Returns True when it did (the processes finished; a failure raises
+    ``subprocess.CalledProcessError``), False when this process should train itself: one
+    GPU or none, ``device`` ``cpu``, or already inside torchrun.
+    """
+    command = multi_gpu_relaunch_command(argv, device=device)
+    if command is None:
+        return False
+    import subprocess
+
+    subprocess.run(command, check=True)
+    return True

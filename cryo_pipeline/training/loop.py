@@ -14,24 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 import cryo_pipeline
+from cryo_pipeline.config.methods import CRYOGEN, ISONET
 from cryo_pipeline.config.stages import TrainConfig
-from cryo_pipeline.io.atomic import atomic_write_text
+from cryo_pipeline.io.model_files import generator_architecture, load_checkpoint, save_checkpoint, save_generator_file
+from cryo_pipeline.io.tables import write_loss_table
 from cryo_pipeline.models.unetpp import check_divisible
-from cryo_pipeline.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from cryo_pipeline.training.cryogen import (
-    LOSS_COLUMNS,
-    CryoGenStep,
-    build_energy_model,
-    build_generator,
-    check_finite,
-    resolve_device,
-)
+from cryo_pipeline.training.checkpoint import restore_rng_state, rng_state
+from cryo_pipeline.training.cryogen import CryoGenStep, build_energy_model, build_generator, check_finite
 from cryo_pipeline.training.data import SubtomoBatches
+from cryo_pipeline.training.devices import resolve_device
 from cryo_pipeline.training.distributed import (
     broadcast_parameters,
     gather_objects,
@@ -42,7 +37,6 @@ from cryo_pipeline.training.memory import check_training_memory, free_cuda_bytes
 from cryo_pipeline.training.schedules import consistency_weight, warmup_linear_decay
 
 log = logging.getLogger(__name__)
-MODEL_KIND = "cryo_pipeline.generator"
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -59,12 +53,13 @@ def train(
     out_losses: Path,
     checkpoint_dir: Path,
     table: Path | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Train g_θ on a subtomogram store; write the model file and the loss table.
 
     Returns a summary (steps, seconds, device, steps per second, resumed-from step).
     """
-    device = resolve_device(cfg.device)
+    device = resolve_device(device)
     group = setup_process_group(use_cuda=device.type == "cuda")
     if device.type == "cuda":
         device = torch.device("cuda", group.local_rank)
@@ -88,7 +83,7 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
         log.info("predicted GPU memory of training: %.2f GiB", estimate / 2**30)
     torch.manual_seed(cfg.seed)
     g = build_generator(cfg).to(device)
-    e = build_energy_model(cfg).to(device) if method == "cryogen" else None
+    e = build_energy_model(cfg).to(device) if method == CRYOGEN else None
     broadcast_parameters(g, group)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.learning_rate)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _lr_lambda(cfg))
@@ -135,7 +130,7 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
     for step in tqdm(range(start_step, total), initial=start_step, total=total, desc=method, unit="step",
                      disable=not group.is_main or None):
         epoch = step // cfg.steps_per_epoch
-        lam = cfg.consistency_weight if method == "isonet" else consistency_weight(
+        lam = cfg.consistency_weight if method == ISONET else consistency_weight(
             step, steps_per_epoch=cfg.steps_per_epoch, total_steps=total,
             start=cfg.consistency_weight, final=cfg.consistency_weight_final)
         tick = time.perf_counter()
@@ -164,12 +159,9 @@ def _train(*, store, cfg, method, out_model, out_losses, checkpoint_dir, table, 
                "steps_per_second": (total - start_step) / seconds if seconds > 0 else math.nan,
                "processes": group.world_size, "rank": group.rank}
     if group.is_main:
-        save_checkpoint(Path(out_model), {
-            "kind": MODEL_KIND, "method": method, "config": expected, "version": cryo_pipeline.__version__,
-            "architecture": {"base_channels": cfg.base_channels, "depth": cfg.depth, "norm": cfg.norm},
-            "generator": g.state_dict(), "normalization": batches.normalization,
-            "tilt_range_deg": batches.tilt_range_deg, "store": str(store), "summary": summary})
-        table_text = pd.DataFrame(history, columns=list(LOSS_COLUMNS)).to_csv(sep="\t", index=False,
-                                                                            float_format="%.6g")
-        atomic_write_text(Path(out_losses), table_text)
+        save_generator_file(Path(out_model), method=method, config=expected, version=cryo_pipeline.__version__,
+                            architecture=generator_architecture(cfg), generator_state=g.state_dict(),
+                            normalization=batches.normalization, tilt_range_deg=batches.tilt_range_deg,
+                            store=str(store), summary=summary)
+        write_loss_table(Path(out_losses), history)
     return summary

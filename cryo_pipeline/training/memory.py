@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from cryo_pipeline.config.methods import CRYOGEN
 from cryo_pipeline.config.stages import PredictConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,14 @@ def _feature_bytes(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
     return total
 
 
-def training_bytes(cfg: TrainConfig, *, method: str = "cryogen") -> int:
+def training_bytes(cfg: TrainConfig, *, method: str = CRYOGEN) -> int:
     """Predicted peak GPU memory (bytes) of one training step with ``cfg`` (one process)."""
     from cryo_pipeline.training.cryogen import build_energy_model, build_generator
 
     shape = (cfg.batch_size, 1, cfg.crop_px, cfg.crop_px, cfg.crop_px)
     generator = build_generator(cfg)
     total = 4 * _parameter_bytes(generator) + _GENERATOR_PASSES * _saved_bytes(generator, shape)
-    if method == "cryogen":
+    if method == CRYOGEN:
         energy = build_energy_model(cfg)
         total += 4 * _parameter_bytes(energy) + _ENERGY_PASSES * _saved_bytes(energy, shape)
     return int(HEADROOM * total)
@@ -99,7 +100,7 @@ def _largest_fitting(values: list[int], estimate: Callable[[int], int], availabl
     return next((v for v in values if estimate(v) <= available), None)
 
 
-def check_training_memory(cfg: TrainConfig, available_bytes: int, *, method: str = "cryogen") -> int:
+def check_training_memory(cfg: TrainConfig, available_bytes: int, *, method: str = CRYOGEN) -> int:
     """Stop before training if ``cfg`` will not fit; return the estimate (bytes)."""
     estimate = training_bytes(cfg, method=method)
     if estimate <= available_bytes:

@@ -23,8 +23,8 @@ from cryo_pipeline.cli.commands import COMMANDS
 from cryo_pipeline.cli.main import main
 from cryo_pipeline.config.schema import render_schema_yaml
 from cryo_pipeline.config.stages import FourierWedgeConfig, SimulateConfig, WbpConfig
+from cryo_pipeline.io.tables import METRIC_COLUMNS
 from cryo_pipeline.ops.wedge import missing_wedge_mask_3d
-from cryo_pipeline.stages.evaluate import METRIC_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,19 +11,19 @@ import pytest
 import torch
 
 from cryo_pipeline.cli.main import main
-from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.inference.tile_groups import tile_group
+from cryo_pipeline.io.model_files import GENERATOR_KIND as MODEL_KIND
+from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import write_stage_meta
 from cryo_pipeline.io.tile_store import open_tile_store, write_tile_store
 from cryo_pipeline.io.zarr_store import read_volume_zarr
 from cryo_pipeline.models import UNetPlusPlus3d
 from cryo_pipeline.ops.blending import tile_origins_3d
-from cryo_pipeline.stages.outputs import write_stage_meta
-from cryo_pipeline.training.loop import MODEL_KIND
 
 DATASET = json.dumps({"dataset": "tomo", "kind": "tomogram", "source": "tomo.mrc", "voxel_size_angstrom": 11.0,
                       "tilt_min_deg": -55, "tilt_max_deg": 50, "methods": "isonet"})
-CONFIG = json.dumps({"tile_px": 16, "overlap_px": 4, "batch_size": 3, "keep_measured": True, "device": "cpu",
-                     "n_jobs": 3})
+CONFIG = json.dumps({"tile_px": 16, "overlap_px": 4, "batch_size": 3, "keep_measured": True})
+EXECUTION = json.dumps({"device": "cpu", "predict_n_jobs": 3})
 TRAIN_S = 12.5
 SHAPE = (28, 36, 32)  # with tile 16, overlap 4: 2 x 3 x 3 tiles
 
@@ -63,7 +63,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 def _common(inputs):
     return ["--tomogram", inputs["tomogram"], "--model", inputs["model"], "--dataset-json", DATASET,
-            "--config-json", CONFIG]
+            "--config-json", CONFIG, "--execution-json", EXECUTION]
 
 
 def test_three_groups_stitched_equal_the_single_job(inputs, tmp_path):
@@ -94,7 +94,7 @@ def test_three_groups_stitched_equal_the_single_job(inputs, tmp_path):
     assert record["stage"] == "stitch_tiles" and record["method"] == "isonet"
     assert record["predict_s"] == pytest.approx(max(groups)) and record["train_s"] == TRAIN_S
     assert record["runtime_s"] == pytest.approx(TRAIN_S + max(groups) + record["stitch_s"])
-    assert record["dataset"]["dataset"] == "tomo" and record["config"]["n_jobs"] == 3
+    assert record["dataset"]["dataset"] == "tomo" and record["config"]["tile_px"] == 16
     assert sorted(p.name for p in (tmp_path / "isonet").iterdir()) == ["volume.json", "volume.mrc", "volume.zarr"]
 
 
@@ -120,5 +120,5 @@ def test_predict_tiles_rejects_a_bad_group_or_a_thin_tomogram(inputs, tmp_path, 
     args = _common(inputs)
     args[args.index("--config-json") + 1] = json.dumps(thin)
     assert cli("predict-cryogen-tiles", *args, "--group", 0, "--n-groups", 3, "--out-tiles", tmp_path / "g.zarr") == 2
-    assert "predict.n_jobs: 1" in capsys.readouterr().err
+    assert "execution.predict_n_jobs: 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from cryo_pipeline.io.subtomo_store import (
-    SubtomoStoreWriter,
-    open_subtomo_store,
-    read_subtomo_table,
-    write_subtomo_table,
-)
+from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter, open_subtomo_store
+from cryo_pipeline.io.tables import read_subtomo_table, write_subtomo_table
 from cryo_pipeline.io.zarr_store import write_volume_zarr
 
 NORM = {"mean": 1.5, "std": 2.0, "mean_in_mask": 1.0, "std_in_mask": 3.0}

@@ -62,9 +62,9 @@ VOLATILE_KEYS = {"pid", "time_utc", "resumed_from_step", "steps_per_second", "se
 MRC_TIME = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 CN = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=60,
-              rows_per_step=2, device="cpu")
+              rows_per_step=2)
 TRAIN = dict(crop_px=16, base_channels=4, depth=2, batch_size=1, disc_channels=4, learning_rate=1e-3,
-             learning_rate_energy=1e-3, device="cpu", epochs=3, steps_per_epoch=3)
+             learning_rate_energy=1e-3, epochs=3, steps_per_epoch=3)
 TOMO_ROW = {"dataset": "tomo", "kind": "tomogram", "source": "x.mrc", "tilt_min_deg": -60.0, "tilt_max_deg": 60.0}
 
 

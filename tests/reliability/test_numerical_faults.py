@@ -25,10 +25,10 @@ ROW = {"dataset": "tiny", "kind": "tomogram", "source": "x.mrc", "tilt_min_deg":
 # lr at the allowed maximum, no normalisation, no warm-up: the consistency loss is infinite at
 # step 2 (seeded; the same set-up as tests/training/test_checkpoint_resume.py)
 DIVERGING = dict(crop_px=16, base_channels=4, depth=2, batch_size=1, disc_channels=4, learning_rate=1.0,
-                 learning_rate_energy=1.0, norm="none", warmup_fraction=0.0, device="cpu", epochs=3,
+                 learning_rate_energy=1.0, norm="none", warmup_fraction=0.0, epochs=3,
                  steps_per_epoch=2)
 CN = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=3, slab_iterations=3,
-              rows_per_step=2, device="cpu")
+              rows_per_step=2)
 
 
 def _cli(*args: str, cwd: Path) -> str:

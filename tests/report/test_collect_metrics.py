@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cryo_pipeline.io.tables import METRIC_COLUMNS
 from cryo_pipeline.report.metrics_table import read_metrics
 from cryo_pipeline.stages import collect_metrics
-from cryo_pipeline.stages.evaluate import METRIC_COLUMNS
 
 
 def _table(path: Path, dataset: str, method: str, **extra) -> Path:

@@ -50,11 +50,13 @@ SHRINK = {  # config/config.yaml sections, changed so each job takes seconds
     "evaluate": {"windowed_ssim": False},
 }
 CN_SHRINK = {  # with WITH_CN: a few iterations of a tiny SIREN, 4 slabs of 8 rows; the stitch's Dask
-    # workers are SLURM jobs too (stitch.cluster: slurm), started from inside the stitch_slabs job
+    # workers are SLURM jobs too (execution.stitch_cluster: slurm), started from inside the stitch_slabs job
     "cn": {"width": 16, "n_hidden_layers": 2, "seed_iterations": 30, "slab_iterations": 10, "slab_px": 8,
            "halo_px": 2, "rows_per_step": 4},
-    "stitch": {"chunk_px": 16, "cluster": "slurm", "slurm_workers": 2, "slurm_cores_per_worker": 1,
-               "slurm_memory_per_worker_mb": 500, "slurm_walltime": "00:05:00", "slurm_partition": "debug"},
+    "stitch": {"chunk_px": 16},
+    "execution": {"stitch_cluster": "slurm", "stitch_slurm_workers": 2, "stitch_slurm_cores_per_worker": 1,
+                  "stitch_slurm_memory_per_worker_mb": 500, "stitch_slurm_walltime": "00:05:00",
+                  "stitch_slurm_partition": "debug"},
 }
 LOCAL_RULES = {"all", "collect_metrics", "fetch_dataset", "plan_slabs"}  # localrules (plan_slabs: if made one)
 GPU_RULES = {"train_cryogen", "predict_cryogen", "predict_cryogen_tiles", "fit_slab_seed", "fit_slab"}
@@ -214,17 +216,17 @@ def test_fit_slab_jobs_ran_as_separate_slurm_jobs(runs):
 
 @pytest.mark.skipif(not WITH_CN, reason="the cn method is not in the SLURM test sheet yet (WITH_CN = False)")
 def test_stitch_slabs_ran_its_dask_workers_as_slurm_jobs(runs):
-    """stitch.cluster: slurm: the stitch_slabs job submitted its Dask workers as SLURM jobs of their own."""
+    """execution.stitch_cluster: slurm: the stitch_slabs job submitted its Dask workers as SLURM jobs of their own."""
     [stitch] = [runs["slurm"][j.slurm_id] for j in _all_jobs(runs) if j.rule == "stitch_slabs" and j.finished]
     workers = [job for job in runs["slurm"].values()
                if job.name == "cryo-dask-worker" and job.work_dir == str(runs["workdir"])]
-    stitch_cfg = CN_SHRINK["stitch"]
-    assert len(workers) == stitch_cfg["slurm_workers"], workers
+    execution = CN_SHRINK["execution"]
+    assert len(workers) == execution["stitch_slurm_workers"], workers
     for worker in workers:
         assert stitch.start_time <= worker.submit_time <= worker.end_time <= stitch.end_time, (stitch, worker)
         assert (worker.partition, worker.cpus, worker.mem_mb) == (
-            stitch_cfg["slurm_partition"], stitch_cfg["slurm_cores_per_worker"],
-            stitch_cfg["slurm_memory_per_worker_mb"]), worker
+            execution["stitch_slurm_partition"], execution["stitch_slurm_cores_per_worker"],
+            execution["stitch_slurm_memory_per_worker_mb"]), worker
         assert worker.state in ("CANCELLED", "COMPLETED"), worker  # ended by the stitch when it was done
 
 

@@ -15,19 +15,19 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import PredictConfig, TrainConfig
+from cryo_pipeline.io.model_files import GENERATOR_KIND as MODEL_KIND
+from cryo_pipeline.io.model_files import save_checkpoint
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.stages import predict_cryogen, train_cryogen
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta
-from cryo_pipeline.training.checkpoint import save_checkpoint
 from cryo_pipeline.training.cryogen import build_generator
-from cryo_pipeline.training.loop import MODEL_KIND
 
 ROW = DatasetRow.model_validate({"dataset": "tomo_10.00Apx", "kind": "tomogram", "source": "x.mrc",
                                  "tilt_min_deg": -57.0, "tilt_max_deg": 61.0, "voxel_size_angstrom": 10.0})
 TINY = TrainConfig(crop_px=16, base_channels=4, depth=2, batch_size=1, epochs=2, steps_per_epoch=3,
-                   disc_channels=4, learning_rate=1e-3, learning_rate_energy=1e-3, device="cpu")
+                   disc_channels=4, learning_rate=1e-3, learning_rate_energy=1e-3)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,8 +56,8 @@ def _identity_model(path: Path, *, normalization=(3.0, 2.0)) -> Path:
 def _predict(tmp_path: Path, tomo: Path, model: Path, **cfg) -> tuple[Path, Path]:
     out, out_zarr = tmp_path / "out" / "pred.mrc", tmp_path / "out" / "pred.zarr"
     predict_cryogen.run(tomogram_path=tomo, model_path=model, dataset=ROW,
-                        cfg=PredictConfig(**{"tile_px": 32, "overlap_px": 8, "batch_size": 2, "device": "cpu",
-                                             **cfg}), out=out, out_zarr=out_zarr)
+                        cfg=PredictConfig(**{"tile_px": 32, "overlap_px": 8, "batch_size": 2, **cfg}), out=out,
+                        out_zarr=out_zarr, device="cpu")
     return out, out_zarr
 
 

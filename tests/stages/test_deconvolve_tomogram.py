@@ -12,9 +12,9 @@ import scipy.ndimage as ndi
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import DeconvolveConfig
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for
 from cryo_pipeline.ops.blending import tile_origins_3d
 from cryo_pipeline.stages import deconvolve_tomogram
-from cryo_pipeline.stages.outputs import meta_path_for
 
 CTF = {"voltage_kv": 300.0, "cs_mm": 2.7, "defocus_angstrom": 30000.0}
 

@@ -14,9 +14,10 @@ import pytest
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import ExtractConfig, MaskConfig
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
-from cryo_pipeline.io.subtomo_store import open_subtomo_store, read_subtomo_table
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta
+from cryo_pipeline.io.subtomo_store import open_subtomo_store
+from cryo_pipeline.io.tables import read_subtomo_table
 from cryo_pipeline.stages import extract_subtomos, make_mask
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared/data/real"
 MICROTUBULE = REAL / "tomo_microtubule13pf_cylindra.mrc"

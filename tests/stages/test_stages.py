@@ -13,8 +13,9 @@ from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import EvaluateConfig, ProjectConfig, SimulateConfig, WbpConfig
 from cryo_pipeline.io.angles import write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
+from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta
+from cryo_pipeline.ops.tilts import select_tilts_in_range
 from cryo_pipeline.stages import evaluate, project_tilt_series, reconstruct_wbp, simulate_volume
-from cryo_pipeline.stages.outputs import meta_path_for, read_stage_meta
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 BETAGAL = REAL / "betagal_ngl_100px_3.54A.mrc"
@@ -27,10 +28,10 @@ def _row(**values) -> DatasetRow:
     return DatasetRow.model_validate({**base, **values})
 
 
-# --- reconstruct_wbp.select_tilts_in_range -------------------------------------------------
+# --- ops.tilts.select_tilts_in_range ------------------------------------------------------
 def test_select_tilts_keeps_the_sheets_range_of_a_wider_series():
     angles = np.arange(-76.0, 77.0, 2.0)  # the STEM series: 77 tilts
-    keep = reconstruct_wbp.select_tilts_in_range(angles, tilt_min_deg=-60, tilt_max_deg=60)
+    keep = select_tilts_in_range(angles, tilt_min_deg=-60, tilt_max_deg=60)
     assert keep.size == 61
     np.testing.assert_array_equal(keep, np.arange(8, 69))
     assert (angles[keep].min(), angles[keep].max()) == (-60.0, 60.0)
@@ -38,13 +39,13 @@ def test_select_tilts_keeps_the_sheets_range_of_a_wider_series():
 
 def test_select_tilts_asymmetric_range_and_tolerance():
     angles = np.array([-50.0, -40.02, -40.005, 0.0, 30.0, 45.009, 45.02, 60.0])
-    keep = reconstruct_wbp.select_tilts_in_range(angles, tilt_min_deg=-40, tilt_max_deg=45)
+    keep = select_tilts_in_range(angles, tilt_min_deg=-40, tilt_max_deg=45)
     np.testing.assert_array_equal(keep, [2, 3, 4, 5])  # within 0.01 deg of the ends counts as inside
 
 
 def test_select_tilts_keeps_unsorted_order():
     angles = np.array([0.0, 3.0, -3.0, 6.0, -6.0, 9.0, -9.0])  # dose-symmetric order
-    keep = reconstruct_wbp.select_tilts_in_range(angles, tilt_min_deg=-6, tilt_max_deg=6)
+    keep = select_tilts_in_range(angles, tilt_min_deg=-6, tilt_max_deg=6)
     np.testing.assert_array_equal(keep, [0, 1, 2, 3, 4])
 
 
@@ -52,7 +53,7 @@ def test_select_tilts_keeps_unsorted_order():
 def test_select_tilts_needs_two(lo, hi, n):
     angles = np.arange(-76.0, 77.0, 2.0)
     with pytest.raises(ValueError, match=rf"only {n} tilt\(s\) of -76\.\.76 deg lie inside the sheet's range"):
-        reconstruct_wbp.select_tilts_in_range(angles, tilt_min_deg=lo, tilt_max_deg=hi)
+        select_tilts_in_range(angles, tilt_min_deg=lo, tilt_max_deg=hi)
 
 
 # --- evaluate.measured_angles_deg ----------------------------------------------------------

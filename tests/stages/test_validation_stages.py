@@ -14,7 +14,7 @@ from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.phantoms import make_phantom
 from cryo_pipeline.ops.projector import project_3d
 from cryo_pipeline.stages import reconstruct_reference, split_halves
-from cryo_pipeline.stages.outputs import meta_path_for
+from cryo_pipeline.io.stage_records import meta_path_for
 
 ANGLES = np.arange(-76.0, 76.5, 4.0)
 

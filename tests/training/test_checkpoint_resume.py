@@ -26,13 +26,13 @@ import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import TrainConfig
+from cryo_pipeline.io.model_files import load_checkpoint, save_checkpoint
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 from cryo_pipeline.io.zarr_store import write_volume_zarr
 from cryo_pipeline.stages import train_cryogen
-from cryo_pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = dict(crop_px=16, base_channels=4, depth=2, batch_size=1, disc_channels=4, learning_rate=1e-3,
-            learning_rate_energy=1e-3, device="cpu")
+            learning_rate_energy=1e-3)
 RESUME = {**TINY, "epochs": 3, "steps_per_epoch": 6}  # 18 steps, checkpoints after steps 6 and 12
 # a learning rate at the allowed maximum without normalisation or warm-up: the consistency
 # loss is infinite at step 2 (found by trying; seeded, so it is reproducible)
@@ -163,6 +163,7 @@ def test_checkpoint_of_another_method_is_refused(store, uninterrupted, tmp_path)
 
 
 def test_load_checkpoint_allows_another_device_only(tmp_path):
+    # ``device`` was a training key before the execution: section: such checkpoints still resume
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"config": {"learning_rate": 1e-3, "device": "cuda", "epochs": 3}, "step": 6})
     state = load_checkpoint(path, expected_config={"learning_rate": 1e-3, "device": "cpu", "epochs": 3})

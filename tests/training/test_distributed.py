@@ -26,7 +26,7 @@ import torch
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 
 TINY = dict(crop_px=16, base_channels=4, depth=2, batch_size=1, epochs=2, steps_per_epoch=3, disc_channels=4,
-            learning_rate=1e-3, learning_rate_energy=1e-3, device="cpu")
+            learning_rate=1e-3, learning_rate_energy=1e-3)
 ROW = {"dataset": "tiny", "kind": "tomogram", "source": "x.mrc", "tilt_min_deg": -60.0, "tilt_max_deg": 60.0}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

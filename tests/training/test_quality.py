@@ -26,7 +26,7 @@ ROW = DatasetRow.model_validate({"dataset": "sphere", "kind": "synthetic", "sour
                                  "voxel_size_angstrom": 10.0, "tilt_min_deg": -60.0, "tilt_max_deg": 60.0,
                                  "corruption": "fourier"})
 BUDGET = TrainConfig(crop_px=32, base_channels=8, depth=2, batch_size=2, epochs=4, steps_per_epoch=50,
-                     learning_rate=1e-3, learning_rate_energy=1e-3, device="cpu")
+                     learning_rate=1e-3, learning_rate_energy=1e-3)
 LOW_SHELLS = slice(1, 9)  # shells 1..8 of 32: the low-frequency half
 
 
@@ -64,7 +64,7 @@ def test_method_fills_the_missing_wedge_of_a_hollow_sphere(corrupted, method):
                       method=method, out_model=folder / f"{method}.pt", out_losses=folder / f"{method}_losses.tsv",
                       checkpoint_dir=folder / f"{method}_checkpoints")
     predict_cryogen.run(tomogram_path=folder / "corrupted.mrc", model_path=folder / f"{method}.pt", dataset=ROW,
-                        cfg=PredictConfig(tile_px=64, overlap_px=16, device="cpu"), out=folder / f"{method}.mrc",
+                        cfg=PredictConfig(tile_px=64, overlap_px=16), out=folder / f"{method}.mrc",
                         out_zarr=folder / f"{method}.zarr")
     after, curves = _evaluate(folder, method, folder / f"{method}.mrc")
     gain = after["psnr_paper_db"] - before["psnr_paper_db"]

@@ -1,4 +1,4 @@
-"""predict.n_jobs > 1: N predict_cryogen_tiles jobs and one stitch_cryogen replace predict_cryogen."""
+"""execution.predict_n_jobs > 1: N predict_cryogen_tiles jobs and one stitch_cryogen replace predict_cryogen."""
 
 import re
 
@@ -22,8 +22,8 @@ def _job_counts(output: str) -> dict[str, int]:
 def test_dry_run_with_three_predict_jobs(tiny_workdir):
     config = tiny_workdir / "config" / "config.yaml"
     text = config.read_text()
-    assert re.search(r"^  n_jobs: 1 ", text, flags=re.M), "config.yaml's predict section should list n_jobs"
-    config.write_text(re.sub(r"^  n_jobs: 1 ", "  n_jobs: 3 ", text, flags=re.M))
+    assert re.search(r"^  predict_n_jobs: 1 ", text, flags=re.M), "config.yaml's execution section should list it"
+    config.write_text(re.sub(r"^  predict_n_jobs: 1 ", "  predict_n_jobs: 3 ", text, flags=re.M))
     (tiny_workdir / "config" / "datasets.tsv").write_text(SHEET)
     result = run_snakemake(tiny_workdir, "-n", "-p", "--cores", "1")
     assert result.returncode == 0, result.stderr
@@ -33,7 +33,8 @@ def test_dry_run_with_three_predict_jobs(tiny_workdir):
     assert counts["evaluate"] == 2  # corrupted + isonet: evaluate reads the stitched volume unchanged
     base = "results/tiny/sphere_fourier/isonet"
     for group in range(3):
-        assert f"--group {group} --n-groups 3 --out-tiles {base}/tiles/group_{group}.zarr" in result.stdout
-    tiles = " ".join(f"{base}/tiles/group_{g}.zarr" for g in range(3))
+        assert f"--group {group} --n-groups 3" in result.stdout
+        assert f"--out-tiles {base}/tiles/of_3/group_{group}.zarr" in result.stdout
+    tiles = " ".join(f"{base}/tiles/of_3/group_{g}.zarr" for g in range(3))
     assert f"stitch-tiles --tile-stores {tiles} --meta" in result.stdout
     assert f"--out {base}/volume.mrc --out-zarr {base}/volume.zarr" in result.stdout

@@ -11,8 +11,8 @@ checkpoint plan_slabs:
     output:
         plan="results/{run}/{dataset}/cn/slabs.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("cn"),
+        dataset=sheet_row("plan_slabs"),
+        config=stage_config("plan_slabs"),
         reference=reference_volume,
     log:
         "logs/{run}/plan_slabs/{dataset}.log",
@@ -33,8 +33,8 @@ rule fit_slab_seed:
         model="results/{run}/{dataset}/cn/seed/model.pt",
         meta="results/{run}/{dataset}/cn/seed/model.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("cn"),
+        dataset=sheet_row("fit_slab_seed"),
+        config=stage_config("fit_slab_seed"),
     log:
         "logs/{run}/fit_slab_seed/{dataset}.log",
     benchmark:
@@ -43,7 +43,7 @@ rule fit_slab_seed:
         """
         cryo-pipeline --threads {threads} fit-slab-seed --tilt-series {input.tilt_series:q} \
             --plan {input.plan:q} --dataset-json {params.dataset:q} --config-json {params.config:q} \
-            --out-model {output.model:q} > {log:q} 2>&1
+            --execution-json {EXECUTION_JSON:q} --out-model {output.model:q} > {log:q} 2>&1
         """
 
 
@@ -61,8 +61,8 @@ rule fit_slab:
     wildcard_constraints:
         slab=r"\d+",
     params:
-        dataset=dataset_json,
-        config=stage_json("cn"),
+        dataset=sheet_row("fit_slab"),
+        config=stage_config("fit_slab"),
     log:
         "logs/{run}/fit_slab/{dataset}.{slab}.log",
     benchmark:
@@ -71,13 +71,13 @@ rule fit_slab:
         """
         cryo-pipeline --threads {threads} fit-slab --tilt-series {input.tilt_series:q} --plan {input.plan:q} \
             --slab {wildcards.slab:q} --init-model {input.init:q} --seed-meta {input.seed_meta:q} \
-            --dataset-json {params.dataset:q} --config-json {params.config:q} \
+            --dataset-json {params.dataset:q} --config-json {params.config:q} --execution-json {EXECUTION_JSON:q} \
             --out-tiles {output.tiles:q} --out-model {output.model:q} > {log:q} 2>&1
         """
 
 
 rule stitch_slabs:
-    """Blend the slabs in y with Dask (local cluster of the rule's threads, or stitch.cluster): Zarr, MRC."""
+    """Blend the slabs in y with Dask (local cluster of the rule's threads, or execution.stitch_cluster): Zarr, MRC."""
     input:
         unpack(slab_outputs),
         plan="results/{run}/{dataset}/cn/slabs.json",
@@ -86,7 +86,7 @@ rule stitch_slabs:
         zarr=directory("results/{run}/{dataset}/cn/volume.zarr"),
         meta="results/{run}/{dataset}/cn/volume.json",
     params:
-        config=stage_json("stitch"),
+        config=stage_config("stitch_slabs"),
     log:
         "logs/{run}/stitch_slabs/{dataset}.log",
     benchmark:
@@ -94,5 +94,6 @@ rule stitch_slabs:
     shell:
         """
         cryo-pipeline --threads {threads} stitch-slabs --plan {input.plan:q} \
-            --config-json {params.config:q} --out {output.volume:q} --out-zarr {output.zarr:q} > {log:q} 2>&1
+            --config-json {params.config:q} --execution-json {EXECUTION_JSON:q} \
+            --out {output.volume:q} --out-zarr {output.zarr:q} > {log:q} 2>&1
         """

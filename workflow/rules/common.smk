@@ -1,18 +1,28 @@
 # Validation of config and dataset sheet, wildcard constraints, and the named helpers
 # that rules use for inputs and params. No logic inside rules; no lambdas.
-import json
+#
+# Params: a rule gets only the sheet columns and config keys its stage reads
+# (sheet_row("<rule>"), stage_config("<rule>"); declared in cryo_pipeline/config/reads.py),
+# so a value reruns exactly the jobs that read it. Run-time settings (the execution: section)
+# reach the commands as --execution-json {EXECUTION_JSON:q}, never as params: changing them
+# reruns nothing.
 import re
 from pathlib import Path
 
 from cryo_pipeline import __version__
-from cryo_pipeline.config.dataset import FETCH_ROOT, IMPLEMENTED_METHODS
+from cryo_pipeline.config.dataset import FETCH_ROOT
+from cryo_pipeline.config.methods import CORRUPTED, IMPLEMENTED_METHODS, SCORED, TRAINED_METHODS, wildcard_pattern
 from cryo_pipeline.config.pipeline import parse_pipeline_config
+from cryo_pipeline.config.projection import config_json, row_json
 from cryo_pipeline.io.sheet import read_dataset_sheet
+from cryo_pipeline.io.slab_plan import init_model_path, read_slab_plan, slab_paths
 
 
+CFG = parse_pipeline_config(config, source="config")  # first: a moved key gets its own message
 validate(config, schema="../schemas/config.schema.yaml")
-CFG = parse_pipeline_config(config, source="config")
 RUN = CFG.run
+EXECUTION_JSON = CFG.execution.model_dump_json()
+TRAINED = wildcard_pattern(TRAINED_METHODS)
 DATASETS = {row.dataset: row for row in read_dataset_sheet(CFG.datasets)}
 
 for _row in DATASETS.values():
@@ -27,7 +37,7 @@ for _row in DATASETS.values():
 wildcard_constraints:
     run=re.escape(RUN),
     dataset="|".join(re.escape(name) for name in DATASETS),
-    method="corrupted|wbp|isonet|cryogen|cn",
+    method=wildcard_pattern(SCORED),
 
 
 def _row(wildcards):
@@ -50,8 +60,8 @@ def fetch_file_pattern():
 
 
 def fetch_dataset_json(wildcards):
-    """The empiar row as written in the sheet (with its URLs), for fetch-dataset."""
-    return DATASETS[wildcards.dataset].model_dump_json()
+    """The empiar row's columns fetch-dataset reads, as written in the sheet (with its URLs)."""
+    return row_json("fetch_dataset", DATASETS[wildcards.dataset])
 
 
 def fetch_role(wildcards):
@@ -59,23 +69,23 @@ def fetch_role(wildcards):
     return FETCHED[(wildcards.dataset, wildcards.file)]
 
 
-def dataset_json(wildcards):
-    """The dataset's sheet row as JSON, for --dataset-json (params changes rerun the rule)."""
-    return _row(wildcards).model_dump_json()
-
-
-def stage_json(section):
-    """A params function giving one stage config section as JSON."""
+def sheet_row(rule):
+    """A params function: the columns of the dataset's row that ``rule``'s stage reads, as JSON."""
 
     def _json(wildcards):
-        return getattr(CFG, section).model_dump_json()
+        return row_json(rule, _row(wildcards))
 
     return _json
 
 
-def pipeline_config_json(wildcards):
-    """The whole resolved config, shown in the report."""
-    return CFG.model_dump_json()
+def stage_config(rule):
+    """The keys of its config section that ``rule``'s stage reads, as JSON (a params value)."""
+    return config_json(rule, CFG)
+
+
+def science_config_json(wildcards):
+    """The resolved config without the execution: section, shown in the report."""
+    return CFG.science_json()
 
 
 def tilt_series_inputs(wildcards):
@@ -99,7 +109,7 @@ def reference_volume(wildcards, input):
 def _method_volume(wildcards, method):
     row = _row(wildcards)
     base = f"results/{wildcards.run}/{wildcards.dataset}"
-    if method != "corrupted":
+    if method != CORRUPTED:
         return f"{base}/{method}/volume.mrc"
     if row.effective_kind == "tomogram":
         return row.source
@@ -110,7 +120,7 @@ def _method_volume(wildcards, method):
 
 def preprocess_source(wildcards):
     """The tomogram the preprocessing starts from: the dataset's corrupted volume."""
-    return _method_volume(wildcards, "corrupted")
+    return _method_volume(wildcards, CORRUPTED)
 
 
 def preprocessed_tomogram(wildcards):
@@ -129,9 +139,13 @@ def _preprocessed_tomogram(wildcards):
 
 
 def tile_group_outputs(wildcards):
-    """The tile stores and records of the predict.n_jobs predict_cryogen_tiles groups (for stitch_cryogen)."""
-    base = f"results/{wildcards.run}/{wildcards.dataset}/{wildcards.method}/tiles"
-    groups = range(CFG.predict.n_jobs)
+    """The tile stores and records of the execution.predict_n_jobs tile groups (for stitch_cryogen).
+
+    The group count is part of the path (tiles/of_<N>/group_<i>.zarr), not a param.
+    """
+    n_groups = CFG.execution.predict_n_jobs
+    base = f"results/{wildcards.run}/{wildcards.dataset}/{wildcards.method}/tiles/of_{n_groups}"
+    groups = range(n_groups)
     return {
         "tiles": [f"{base}/group_{group}.zarr" for group in groups],
         "meta": [f"{base}/group_{group}.json" for group in groups],
@@ -169,7 +183,7 @@ def loss_tables(wildcards):
         f"results/{wildcards.run}/{name}/{method}/losses.tsv"
         for name, row in DATASETS.items()
         for method in row.methods
-        if method in ("cryogen", "isonet")
+        if method in TRAINED_METHODS
     ]
 
 
@@ -199,7 +213,7 @@ def all_metric_tables(wildcards):
     return [
         f"results/{wildcards.run}/{name}/{method}/metrics.tsv"
         for name, row in DATASETS.items()
-        for method in ("corrupted", *row.methods)
+        for method in (CORRUPTED, *row.methods)
     ]
 
 
@@ -230,7 +244,7 @@ def write_partial_report(snakemake_log):
         "--preprocess", *[p for p in preprocess_records(wildcards) if os.path.exists(p)],
         "--losses", *[p for p in loss_tables(wildcards) if os.path.exists(p)],
         "--logs-dir", f"logs/{RUN}", "--benchmarks-dir", f"benchmarks/{RUN}",
-        "--pipeline-config-json", CFG.model_dump_json(),
+        "--pipeline-config-json", CFG.science_json(),
         "--workflow-log", " ".join(str(path) for path in snakemake_log or ()),
         "--out", out,
     ]
@@ -257,24 +271,18 @@ def cn_tilt_series(wildcards):
     return tilt_series_inputs(wildcards)["tilt_series"]
 
 
-def _slab_plan(wildcards):
-    """The slab plan of the dataset (after the plan_slabs checkpoint ran)."""
-    plan_file = checkpoints.plan_slabs.get(run=wildcards.run, dataset=wildcards.dataset).output.plan
-    with open(plan_file) as handle:
-        return json.load(handle)
+def _plan_file(wildcards):
+    """The slab plan's path (after the plan_slabs checkpoint ran)."""
+    return checkpoints.plan_slabs.get(run=wildcards.run, dataset=wildcards.dataset).output.plan
 
 
 def slab_init_model(wildcards):
     """fit_slab's starting weights: the seed's, or (chain) the neighbour's towards the seed slab."""
-    base = _cn_dir(wildcards)
-    if CFG.cn.schedule == "seed":
-        return f"{base}/seed/model.pt"
-    seed_slab = _slab_plan(wildcards)["seed_slab"]
-    slab = int(wildcards.slab)
-    if slab == seed_slab:
-        return f"{base}/seed/model.pt"
-    parent = slab + 1 if slab < seed_slab else slab - 1
-    return f"{base}/slabs/slab_{parent}.pt"
+    plan_file = f"{_cn_dir(wildcards)}/slabs.json"
+    if CFG.cn.schedule == "seed":  # no need to wait for the plan
+        return str(init_model_path(plan_file, int(wildcards.slab), schedule="seed"))
+    plan = read_slab_plan(_plan_file(wildcards)).plan
+    return str(init_model_path(plan_file, int(wildcards.slab), schedule=CFG.cn.schedule, plan=plan))
 
 
 def slab_outputs(wildcards):
@@ -283,9 +291,9 @@ def slab_outputs(wildcards):
     The paths follow the plan's folder (cryo-pipeline stitch-slabs --plan derives the same ones),
     so the shell command names only the plan, which exists in a dry run before the checkpoint ran.
     """
-    base = _cn_dir(wildcards)
-    slabs = range(_slab_plan(wildcards)["n_slabs"])
+    plan_file = _plan_file(wildcards)
+    slabs = [slab_paths(plan_file, i) for i in range(read_slab_plan(plan_file).n_slabs)]
     return {
-        "tiles": [f"{base}/slabs/slab_{i}.zarr" for i in slabs],
-        "meta": [f"{base}/slabs/slab_{i}.json" for i in slabs],
+        "tiles": [str(slab.tiles) for slab in slabs],
+        "meta": [str(slab.record) for slab in slabs],
     }

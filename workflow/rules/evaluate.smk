@@ -9,8 +9,8 @@ rule evaluate:
         table="results/{run}/{dataset}/{method}/metrics.tsv",
         curves="results/{run}/{dataset}/{method}/fsc_curves.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("evaluate"),
+        dataset=sheet_row("evaluate"),
+        config=stage_config("evaluate"),
         ground_truth=optional_input("ground_truth"),
         meta=optional_input("meta"),
     log:

@@ -11,8 +11,8 @@ rule bin_tomogram:
         tomogram="results/{run}/{dataset}/preprocess/binned.mrc",
         meta="results/{run}/{dataset}/preprocess/binned.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("bin"),
+        dataset=sheet_row("bin_tomogram"),
+        config=stage_config("bin_tomogram"),
     log:
         "logs/{run}/bin_tomogram/{dataset}.log",
     benchmark:
@@ -33,8 +33,8 @@ rule deconvolve_tomogram:
         tomogram="results/{run}/{dataset}/preprocess/deconvolved.mrc",
         meta="results/{run}/{dataset}/preprocess/deconvolved.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("deconvolve"),
+        dataset=sheet_row("deconvolve_tomogram"),
+        config=stage_config("deconvolve_tomogram"),
     log:
         "logs/{run}/deconvolve_tomogram/{dataset}.log",
     benchmark:
@@ -55,8 +55,8 @@ rule make_mask:
         mask="results/{run}/{dataset}/preprocess/mask.mrc",
         meta="results/{run}/{dataset}/preprocess/mask.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("mask"),
+        dataset=sheet_row("make_mask"),
+        config=stage_config("make_mask"),
         user_mask=optional_input("user_mask"),
     log:
         "logs/{run}/make_mask/{dataset}.log",
@@ -79,8 +79,8 @@ rule extract_subtomos:
         table="results/{run}/{dataset}/preprocess/subtomos.tsv",
         meta="results/{run}/{dataset}/preprocess/subtomos.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("extract"),
+        dataset=sheet_row("extract_subtomos"),
+        config=stage_config("extract_subtomos"),
     log:
         "logs/{run}/extract_subtomos/{dataset}.log",
     benchmark:

@@ -9,8 +9,8 @@ rule reconstruct_wbp:
         volume="results/{run}/{dataset}/wbp/volume.mrc",
         meta="results/{run}/{dataset}/wbp/volume.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("wbp"),
+        dataset=sheet_row("reconstruct_wbp"),
+        config=stage_config("reconstruct_wbp"),
         reference=reference_volume,
     log:
         "logs/{run}/reconstruct_wbp/{dataset}.log",

@@ -30,7 +30,7 @@ rule report:
             "results/{run}/sweep_summary.png", caption="../report/sweep_plot.rst", category="Sweep summary"
         ),
     params:
-        pipeline_config=pipeline_config_json,
+        pipeline_config=science_config_json,
         partial="results/{run}/report.partial.html",
         logs="logs/{run}",
         benchmarks="benchmarks/{run}",

@@ -7,8 +7,8 @@ rule simulate_volume:
         volume="results/{run}/{dataset}/ground_truth.mrc",
         meta="results/{run}/{dataset}/ground_truth.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("simulate"),
+        dataset=sheet_row("simulate_volume"),
+        config=stage_config("simulate_volume"),
     log:
         "logs/{run}/simulate_volume/{dataset}.log",
     benchmark:
@@ -28,8 +28,8 @@ rule apply_fourier_wedge:
         volume="results/{run}/{dataset}/fourier_wedged.mrc",
         meta="results/{run}/{dataset}/fourier_wedged.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("fourier_wedge"),
+        dataset=sheet_row("apply_fourier_wedge"),
+        config=stage_config("apply_fourier_wedge"),
     log:
         "logs/{run}/apply_fourier_wedge/{dataset}.log",
     shell:
@@ -48,8 +48,8 @@ rule project_tilt_series:
         angles="results/{run}/{dataset}/tilt_series.tlt",
         meta="results/{run}/{dataset}/tilt_series.json",
     params:
-        dataset=dataset_json,
-        config=stage_json("project"),
+        dataset=sheet_row("project_tilt_series"),
+        config=stage_config("project_tilt_series"),
     log:
         "logs/{run}/project_tilt_series/{dataset}.log",
     benchmark:

@@ -11,11 +11,10 @@ A stage writes all its outputs inside :func:`stage_outputs`, so a failure part-w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-
-from pydantic import BaseModel
+from typing import Any
 
 from cryo_pipeline.io.atomic import atomic_write_path
 from cryo_pipeline.io.provenance import provenance_record, write_provenance_json
@@ -45,22 +44,35 @@ def stage_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
         yield tuple(stack.enter_context(atomic_write_path(Path(final))) for final in finals)
 
 
+def _plain(values: Any) -> dict | None:
+    """A config / sheet row (pydantic model or the stage's view of one) or a mapping, as JSON-able dict."""
+    if values is None:
+        return None
+    if isinstance(values, Mapping):
+        return dict(values)
+    return values.model_dump(mode="json")
+
+
 def write_stage_meta(
     meta_path: Path,
     *,
     stage: str,
-    config: BaseModel | None,
-    dataset: BaseModel | None,
+    config: Any,
+    dataset: Any,
     runtime_s: float,
     device: str = "cpu",
     extra: dict | None = None,
 ) -> None:
-    """Write the provenance/timing record of one stage output (atomically)."""
-    record = provenance_record(config=config.model_dump(mode="json") if config is not None else None)
+    """Write the provenance/timing record of one stage output (atomically).
+
+    ``config`` and ``dataset`` are what the stage read: a stage config and a sheet row
+    (or the stage's view of them, :mod:`cryo_pipeline.config.projection`), or mappings.
+    """
+    record = provenance_record(config=_plain(config))
     record.update(
         {
             "stage": stage,
-            "dataset": dataset.model_dump(mode="json") if dataset is not None else None,
+            "dataset": _plain(dataset),
             "runtime_s": float(runtime_s),
             "device": device,
             **(extra or {}),
