@@ -49,13 +49,13 @@ def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
 
 MIN_TILTS_PER_HALF = 4
 """A half with fewer tilts than this cannot give a tomogram worth comparing (``halves``)."""
-_ANGLE_TOLERANCE_DEG = 1e-2  # as ops.tilt_selection: an angle this close to a bound is inside
+_ANGLE_TOLERANCE_DEG = 1e-2  # as ops.tilts: an angle this close to a bound is inside
 
 
 def check_alternate_halves(angles_deg, row: DatasetRow, *, where: str) -> None:
     """Raise ``ValueError`` naming ``where`` and column halves when a half of the working tilts has < 4.
 
-    Halves alternate along the working tilts (:func:`cryo_pipeline.ops.tilt_selection.alternate_halves`),
+    Halves alternate along the working tilts (:func:`cryo_pipeline.ops.tilts.alternate_halves`),
     so the smaller one holds ``n // 2`` of the ``n`` working tilts.
     """
     angles = np.asarray(angles_deg, dtype=np.float64).ravel()

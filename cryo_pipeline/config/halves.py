@@ -11,6 +11,7 @@ seeds differ (:data:`HALF_SEED_OFFSETS`), so each half gets its own training.
 from __future__ import annotations
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.pipeline import PipelineConfig
 
 HALVES = ("even", "odd")
 HALF_SEPARATOR = "__"
@@ -58,3 +59,15 @@ def half_rows(row: DatasetRow, *, base: str) -> dict[str, DatasetRow]:
         rows[name] = DatasetRow.model_validate({**keep, "dataset": name, "kind": "tiltseries", "source": source,
                                                 "angles": angles})
     return rows
+
+
+def config_for_dataset(cfg: PipelineConfig, dataset: str) -> PipelineConfig:
+    """``cfg`` as the jobs of ``dataset`` see it: a half row's training seeds offset (its own training)."""
+    parsed = split_half_name(dataset)
+    if parsed is None:
+        return cfg
+    offset = HALF_SEED_OFFSETS[parsed[1]]
+    return cfg.model_copy(update={
+        "train": cfg.train.model_copy(update={"seed": cfg.train.seed + offset}),
+        "cn": cfg.cn.model_copy(update={"seed": cfg.cn.seed + offset}),
+    })

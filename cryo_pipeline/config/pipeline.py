@@ -15,10 +15,11 @@ from cryo_pipeline.config.stages import (
     DeconvolveConfig,
     EvaluateConfig,
     ExtractConfig,
+    FourierWedgeConfig,
     MaskConfig,
     PredictConfig,
-    FourierWedgeConfig,
     ProjectConfig,
+    ReferenceConfig,
     ReportConfig,
     SimulateConfig,
     StageConfig,
@@ -50,6 +51,7 @@ class PipelineConfig(StageConfig):
     fourier_wedge: FourierWedgeConfig = Field(default_factory=FourierWedgeConfig)
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     wbp: WbpConfig = Field(default_factory=WbpConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     bin: BinConfig = Field(default_factory=BinConfig)
     deconvolve: DeconvolveConfig = Field(default_factory=DeconvolveConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)

@@ -72,6 +72,9 @@ class ReferenceConfig(StageConfig):
         "background (HAADF-STEM, phantoms), measured to give a better reference there.",
     )
     sirt_iterations: int = Field(50, ge=1, le=1000, description="SIRT updates (method sirt).")
+    filter: Literal["ramp", "shepp-logan", "cosine", "hann", "hamming"] = Field(
+        "ramp", description="Apodisation of the ramp filter (method wbp)."
+    )
 
 
 class EvaluateConfig(StageConfig):

@@ -4,7 +4,7 @@ The working range is what every method sees; the reference range (a superset, e.
 ±76° around a ±60° working range) adds held-out tilts that no method saw. The
 reference is reconstructed from all of them by WBP or non-negative SIRT
 (:mod:`cryo_pipeline.ops.sirt`), and so are its even and odd halves (alternating in
-angle, :func:`cryo_pipeline.ops.tilt_selection.alternate_halves`): their FSC says up
+angle, :func:`cryo_pipeline.ops.tilts.alternate_halves`): their FSC says up
 to which shell the reference can be trusted.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from cryo_pipeline.ops.fsc import fourier_shell_correlation
 from cryo_pipeline.ops.region_scores import apodize_zx, crossing_shell
 from cryo_pipeline.ops.sirt import sirt_3d
-from cryo_pipeline.ops.tilt_selection import alternate_halves, heldout_tilts, tilts_in_range
+from cryo_pipeline.ops.tilts import alternate_halves, heldout_tilts, tilts_in_range
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 
 REFERENCE_METHODS = ("wbp", "sirt")

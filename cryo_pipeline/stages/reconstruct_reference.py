@@ -2,8 +2,8 @@
 
 A row with ``reference_tilt_min_deg``/``reference_tilt_max_deg`` is reconstructed a
 second time from every tilt inside that wider range (WBP or non-negative SIRT,
-:mod:`cryo_pipeline.ops.reference`), on the WBP's grid (the ground truth's depth for a
-simulated row, else ``wbp.thickness_px``, else the detector width). The record holds
+:mod:`cryo_pipeline.ops.reference`), on the grid of the dataset's WBP (so every method's output and the reference
+share one grid). The record holds
 the held-out angles, the FSC between the reconstructions of the reference's even and
 odd tilts and its 0.143 shell, which the evaluation uses as the band-FSC cutoff.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
-from cryo_pipeline.config.stages import ReferenceConfig, WbpConfig
+from cryo_pipeline.config.projection import reads
+from cryo_pipeline.config.stages import ReferenceConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
 from cryo_pipeline.ops.reference import full_range_reference
@@ -26,17 +27,21 @@ from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_s
 log = logging.getLogger(__name__)
 
 
+@reads("reconstruct_reference")
 def run(
     *,
     tilt_series_path: Path,
     angles_path: Path,
     dataset: DatasetRow,
     cfg: ReferenceConfig,
-    wbp_cfg: WbpConfig,
     out: Path,
-    depth_volume_path: Path | None = None,
+    grid_volume_path: Path | None = None,
 ) -> None:
-    """Reconstruct the reference of ``dataset`` and write it to ``out`` (MRC + ``.json`` record)."""
+    """Reconstruct the reference of ``dataset`` and write it to ``out`` (MRC + ``.json`` record).
+
+    The grid (depth) is ``grid_volume_path``'s (the dataset's WBP, so every method's output
+    and the reference share one grid), else the detector width.
+    """
     reference_range = dataset.reference_range_deg
     if reference_range is None:
         raise ValueError(f"dataset {dataset.dataset}: reconstruct_reference needs reference_tilt_min_deg and "
@@ -45,16 +50,16 @@ def run(
     angles = read_tilt_angles(Path(angles_path))
     check_angles_match(angles, series.data.shape[0], angles_path=angles_path, images_path=tilt_series_path)
     _, height, width = series.data.shape
-    if depth_volume_path is not None:
-        depth = int(read_mrc_header(Path(depth_volume_path))["shape_zyx"][0])
+    if grid_volume_path is not None:
+        depth = int(read_mrc_header(Path(grid_volume_path))["shape_zyx"][0])
     else:
-        depth = wbp_cfg.thickness_px or width
+        depth = width
     start = time.perf_counter()
     try:
         reference = full_range_reference(
             series.data, angles, working_range_deg=(dataset.tilt_min_deg, dataset.tilt_max_deg),
             reference_range_deg=reference_range, volume_shape_zyx=(depth, height, width), method=cfg.method,
-            sirt_iterations=cfg.sirt_iterations, wbp_filter=wbp_cfg.filter,
+            sirt_iterations=cfg.sirt_iterations, wbp_filter=cfg.filter,
         )
     except ValueError as error:
         raise ValueError(f"dataset {dataset.dataset}, columns reference_tilt_min_deg/max_deg: {error} "

@@ -1,7 +1,7 @@
 """Stage ``split_halves``: a tilt series → its even and odd halves (issue 12, ``halves: alternate``).
 
 The working tilts (inside the sheet's ``tilt_min_deg``/``tilt_max_deg``) are split by
-alternating position in ascending angle (:func:`cryo_pipeline.ops.tilt_selection.alternate_halves`);
+alternating position in ascending angle (:func:`cryo_pipeline.ops.tilts.alternate_halves`);
 each half is written as its own tilt series with its angles, and every method then runs
 on each half as on a dataset of its own.
 """
@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 
 from cryo_pipeline.config.dataset import DatasetRow, check_alternate_halves
+from cryo_pipeline.config.projection import reads
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles, write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
-from cryo_pipeline.ops.tilt_selection import alternate_halves, tilts_in_range
+from cryo_pipeline.ops.tilts import alternate_halves, tilts_in_range
 from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
 
 
+@reads("split_halves")
 def run(
     *,
     tilt_series_path: Path,

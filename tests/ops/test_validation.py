@@ -7,7 +7,7 @@ from cryo_pipeline.ops.noise import add_gaussian_noise
 from cryo_pipeline.ops.phantoms import make_phantom
 from cryo_pipeline.ops.projector import project_3d
 from cryo_pipeline.ops.reference import full_range_reference
-from cryo_pipeline.ops.tilt_selection import alternate_halves, tilts_in_range
+from cryo_pipeline.ops.tilts import alternate_halves, tilts_in_range
 from cryo_pipeline.ops.validation import VALIDATION_COLUMNS, Halves, HeldOut, validation_scores
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 

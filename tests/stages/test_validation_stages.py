@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cryo_pipeline.config.dataset import DatasetRow
-from cryo_pipeline.config.stages import ReferenceConfig, WbpConfig
+from cryo_pipeline.config.stages import ReferenceConfig
 from cryo_pipeline.io.angles import read_tilt_angles, write_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.phantoms import make_phantom
@@ -38,9 +38,10 @@ def test_reference_is_reconstructed_from_the_wider_range(tmp_path, series):
     row = _row(*series, reference_tilt_min_deg=-76, reference_tilt_max_deg=76)
     out = tmp_path / "reference" / "volume.mrc"
     out.parent.mkdir()
+    grid = tmp_path / "grid.mrc"
+    write_mrc(grid, np.zeros((24, 20, 32), np.float32), voxel_size_angstrom=7.0)
     reconstruct_reference.run(tilt_series_path=series[0], angles_path=series[1], dataset=row,
-                              cfg=ReferenceConfig(method="sirt", sirt_iterations=10),
-                              wbp_cfg=WbpConfig(thickness_px=24), out=out)
+                              cfg=ReferenceConfig(method="sirt", sirt_iterations=10), out=out, grid_volume_path=grid)
     volume = read_mrc(out)
     assert volume.data.shape == (24, 20, 32) and volume.voxel_size_angstrom == 7.0 and volume.data.min() >= 0
     record = json.loads(meta_path_for(out).read_text())
@@ -53,7 +54,7 @@ def test_reference_needs_held_out_tilts(tmp_path, series):
     row = _row(*series, tilt_min_deg=-76, tilt_max_deg=76, reference_tilt_min_deg=-76, reference_tilt_max_deg=76)
     with pytest.raises(ValueError, match="dataset needle, columns reference_tilt_min_deg/max_deg: .*nothing is held"):
         reconstruct_reference.run(tilt_series_path=series[0], angles_path=series[1], dataset=row,
-                                  cfg=ReferenceConfig(), wbp_cfg=WbpConfig(), out=tmp_path / "r.mrc")
+                                  cfg=ReferenceConfig(), out=tmp_path / "r.mrc")
     assert not (tmp_path / "r.mrc").exists()
 
 
@@ -89,8 +90,10 @@ def test_evaluate_scores_against_the_full_range_reference(tmp_path, series):
 
     row = _row(*series, reference_tilt_min_deg=-76, reference_tilt_max_deg=76, halves="alternate")
     reference = tmp_path / "reference.mrc"
+    grid = tmp_path / "grid.mrc"
+    write_mrc(grid, np.zeros((24, 20, 32), np.float32), voxel_size_angstrom=7.0)
     reconstruct_reference.run(tilt_series_path=series[0], angles_path=series[1], dataset=row,
-                              cfg=ReferenceConfig(), wbp_cfg=WbpConfig(thickness_px=24), out=reference)
+                              cfg=ReferenceConfig(), out=reference, grid_volume_path=grid)
     data = read_mrc(series[0]).data
     volumes = {}
     for name, keep in (("wbp", np.abs(ANGLES) <= 60), ("even", np.isin(ANGLES, np.arange(-60, 61, 8))),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cryo_pipeline.ops.tilt_selection import (
+from cryo_pipeline.ops.tilts import (
     alternate_halves,
     heldout_tilts,
     tilts_in_range,
