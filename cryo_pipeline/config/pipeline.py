@@ -29,8 +29,8 @@ from cryo_pipeline.config.stages import (
 )
 
 STAGE_SECTIONS = (
-    "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "train", "predict",
-    "cn", "stitch", "evaluate", "report",
+    "simulate", "fourier_wedge", "project", "wbp", "reference", "bin", "deconvolve", "mask", "extract", "train",
+    "predict", "cn", "stitch", "evaluate", "report",
 )
 
 
