@@ -17,6 +17,14 @@ Background (median of a 40-px corner, ≈ 883 counts after the +32768 offset) is
 subtracted first. Writes ``needle_stem_shifts.tsv`` beside this script (angle, dx_px,
 dy_px: move image content by (dx, dy) to align it). Run:
 ``.venv/bin/python config/real/align_needle.py`` (≈ 1 min, one core).
+
+``--write-stack DIR`` also writes what ``config/datasets_real.tsv`` reads, into ``DIR``
+(``resources/needle_stem``; never into the repository): the aligned series with the tilt
+axis on y, Fourier-binned 2× (67.2 Å/px) and cropped to the 64 rows (along the tilt axis)
+around the needle's tip — rows along the tilt axis are independent, so the crop loses
+nothing of the other rows' reconstruction — as ``needle_aligned_bin2.mrc`` with its
+``.tlt``. This is the scale at which the real config runs on a laptop CPU. (Once the
+pipeline aligns and rotates raw stacks itself, the shifts become an ``.xf`` instead.)
 """
 
 from __future__ import annotations
@@ -52,6 +60,25 @@ def _apply(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
                      for im, y, x in zip(images, dy, dx, strict=True)]).astype(np.float32)
 
 
+BIN = 2
+ROWS = (64, 192)  # full-resolution rows (along the tilt axis) kept: the needle's tip and body
+
+
+def write_stack(series: np.ndarray, angles: np.ndarray, dy: np.ndarray, dx: np.ndarray, out_dir: Path) -> None:
+    """The aligned series (axis on y), rows ``ROWS``, Fourier-binned by ``BIN``: MRC (67.2 Å/px) + .tlt."""
+    from cryo_pipeline.io.angles import write_tilt_angles
+    from cryo_pipeline.io.mrc import write_mrc
+    from cryo_pipeline.ops.binning import fourier_rescale_3d
+
+    aligned = _apply(series, dy, dx)[:, ROWS[0]:ROWS[1]]
+    n, h, w = aligned.shape
+    binned = fourier_rescale_3d(aligned, shape_zyx_out=(n, h // BIN, w // BIN)).astype(np.float32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_mrc(out_dir / "needle_aligned_bin2.mrc", binned, voxel_size_angstrom=33.6 * BIN)
+    write_tilt_angles(out_dir / "needle_aligned_bin2.tlt", angles)
+    print(f"wrote {out_dir / 'needle_aligned_bin2.mrc'} {binned.shape}", file=sys.stderr)
+
+
 def main() -> int:
     with mrcfile.open(DATA / "tiltseries_haadf_needle_etspy.mrc", permissive=True) as handle:
         raw = handle.data.astype(np.float32) + 32768.0
@@ -83,6 +110,8 @@ def main() -> int:
     lines = ["angle_deg\tdx_px\tdy_px"] + [f"{a:g}\t{sx:.3f}\t{sy:.3f}" for a, sx, sy in zip(angles, dy, dx, strict=True)]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
+    if "--write-stack" in sys.argv:
+        write_stack(series, angles, dy, dx, Path(sys.argv[sys.argv.index("--write-stack") + 1]))
     return 0
 
 
