@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast test-load install bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The edit-run loop: unit, CLI and config tests; no Snakemake workflow, SLURM or slow tests (make test runs all).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not workflow and not slurm"
+
+# make test with 2 x cores busy-loop processes alongside; prints the wall time and the load (LOAD_PROCS=N to change).
+test-load: $(STAMP)
+	tests/stress/run_under_load.sh $(MAKE) test
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[test,bench]"

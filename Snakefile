@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
+include: "workflow/rules/align.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/preprocess.smk"
@@ -26,6 +27,7 @@ localrules:
 
 
 rule all:
-    """The run's HTML report (and, through it, every dataset and method of the sheet)."""
+    """The run's HTML report (and, through it, every dataset and method of the sheet), and the RELION-5 hand-off."""
     input:
         f"results/{RUN}/report.html",
+        relion_stars(),

@@ -23,14 +23,15 @@ import numpy as np
 import torch
 
 from bench.harness import BenchResult, register
+from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.stages import TrainConfig
 from cryo_pipeline.inference.tiled import predict_tiled
 from cryo_pipeline.io.subtomo_store import SubtomoStoreWriter
 from cryo_pipeline.ops.metrics import psnr_paper_db, ssim_global
 from cryo_pipeline.ops.phantoms import hollow_sphere, triangular_prism
 from cryo_pipeline.ops.wedge import apply_missing_wedge_3d
+from cryo_pipeline.stages import train_cryogen
 from cryo_pipeline.training.cryogen import build_generator
-from cryo_pipeline.training.loop import train
 
 PAPER = {
     "sphere": {"corrupted": (21.12, 0.8113), "isonet": (22.98, 0.8770), "cryogen": (29.19, 0.9706)},
@@ -79,8 +80,10 @@ def run(*, quick: bool = False) -> BenchResult:
             for method in ("isonet", "cryogen"):
                 out = Path(tmp) / f"{name}_{method}"
                 start = time.perf_counter()
-                train(store=store, cfg=cfg, method=method, out_model=out / "model.pt", out_losses=out / "losses.tsv",
-                      checkpoint_dir=out / "ck")
+                row = DatasetRow(dataset=name, kind="tomogram", source="bench.mrc", tilt_min_deg=-60.0,
+                                 tilt_max_deg=60.0)
+                train_cryogen.run(store=store, dataset=row, cfg=cfg, method=method, out_model=out / "model.pt",
+                                  out_losses=out / "losses.tsv", checkpoint_dir=out / "ck")
                 g = build_generator(cfg)
                 g.load_state_dict(torch.load(out / "model.pt", weights_only=False)["generator"])
                 g.eval()

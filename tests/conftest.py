@@ -1,10 +1,64 @@
-"""Fixtures shared by the whole test suite."""
+"""Fixtures shared by the whole test suite.
+
+Temp space: every test owns its temporary folder. The autouse fixtures below point
+``$TMPDIR`` (and ``TEMP``/``TMP``), Python's ``tempfile.tempdir`` and Dask's
+``temporary-directory`` at a fresh folder under pytest's base temp for the session (what
+module- and session-scoped fixtures create) and at a fresh folder per test (``test_tmpdir``),
+and restore them afterwards. So no test, and no subprocess a test starts, writes into the
+shared system temp folder, and a test that checks for leaked temporaries looks only in its
+own ``test_tmpdir`` (never in ``/tmp``, where other processes on the machine create files).
+"""
 
 import logging
+import os
+import re
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
+
+TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP", "DASK_TEMPORARY_DIRECTORY")
+
+
+@contextmanager
+def temp_space(folder: Path) -> Iterator[Path]:
+    """Make ``folder`` the temp folder of this process and of the processes it starts, then restore."""
+    import dask.config
+
+    saved_env = {name: os.environ.get(name) for name in TEMP_VARIABLES}
+    saved_tempdir = tempfile.tempdir
+    os.environ.update({name: str(folder) for name in TEMP_VARIABLES})
+    tempfile.tempdir = str(folder)
+    try:
+        with dask.config.set({"temporary-directory": str(folder)}):
+            yield folder
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The temp folder while session- and module-scoped fixtures run (outside any one test)."""
+    with temp_space(tmp_path_factory.mktemp("session-tmpdir")) as folder:
+        yield folder
+
+
+@pytest.fixture(autouse=True)
+def test_tmpdir(session_tmpdir: Path, tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Iterator[Path]:
+    """This test's own temp folder (``$TMPDIR``, ``tempfile``, Dask), empty at the start; a
+    leak check of the test looks here. Separate from ``tmp_path``, whose listing stays the test's."""
+    name = re.sub(r"\W", "_", request.node.name)[:30]
+    with temp_space(tmp_path_factory.mktemp(f"tmpdir-{name}", numbered=True)) as folder:
+        yield folder
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def quick_projector_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # runs the projector benchmark (quick): not in make test-fast
 def test_projector_quick_writes_json_and_markdown(quick_projector_run):
     json_path = quick_projector_run / "projector.json"
     md_path = quick_projector_run / "projector.md"

@@ -552,3 +552,57 @@ COMMANDS.update(
                          _stitch_slabs_args, _stitch_slabs),
     }
 )
+
+
+# --- real data where it lives: align-tilt-series, fetch-portal, export-relion ---------------
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tilt-series", required=True, type=Path, help="raw tilt series MRC (n_images, y, x)")
+    p.add_argument("--angles", default=None, help=".tlt/.rawtlt/.mdoc (optional with an .aln or portal alignment)")
+    p.add_argument("--alignment", default=None, help="IMOD .xf, AreTomo .aln or portal alignment_metadata.json")
+    _add_dataset(p)
+    p.add_argument("--out", required=True, type=Path, help="aligned tilt series MRC to write (record beside it)")
+    p.add_argument("--angles-out", required=True, type=Path, help=".tlt of the aligned images to write")
+
+
+def _align(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import align_tilt_series
+
+    align_tilt_series.run(tilt_series_path=args.tilt_series, angles_path=_optional_path(args.angles),
+                          alignment_path=_optional_path(args.alignment),
+                          dataset=parse_row(args.dataset_json, "align_tilt_series"), out=args.out,
+                          angles_out=args.angles_out)
+
+
+def _portal_args(p: argparse.ArgumentParser) -> None:
+    _add_dataset(p)
+    p.add_argument("--folder", required=True, type=Path, help="resources/<dataset>: files and portal.json go here")
+
+
+def _portal(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import fetch_portal
+
+    fetch_portal.run(dataset=parse_row(args.dataset_json, "fetch_portal"), folder=args.folder, progress=False)
+
+
+def _relion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-json", action="append", required=True, help="a dataset's sheet row (once per volume)")
+    p.add_argument("--volume", action="append", required=True, type=Path, help="its corrected tomogram MRC")
+    p.add_argument("--out", required=True, type=Path, help="tomograms.star to write")
+
+
+def _relion(args: argparse.Namespace) -> None:
+    from cryo_pipeline.stages import export_relion
+
+    rows = [parse_row(text, "export_relion") for text in args.dataset_json]
+    export_relion.run(datasets=rows, volumes=args.volume, out=args.out)
+
+
+COMMANDS.update(
+    {
+        "align-tilt-series": ("Raw stack (+ tilt-axis angle or .xf/.aln/portal alignment) -> aligned, axis-on-y "
+                              "tilt series.", _align_args, _align),
+        "fetch-portal": ("Resolve a CryoET Data Portal id and download its files (resumable).", _portal_args,
+                         _portal),
+        "export-relion": ("Write a RELION-5 tomograms.star for corrected tomograms.", _relion_args, _relion),
+    }
+)

@@ -1,6 +1,7 @@
 """Stage configs (pydantic), the dataset-sheet row model, and schema export."""
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.execution import ExecutionConfig
 from cryo_pipeline.config.pipeline import (
     PipelineConfig,
     load_pipeline_config,
@@ -27,6 +28,7 @@ __all__ = [
     "MaskConfig",
     "DatasetRow",
     "EvaluateConfig",
+    "ExecutionConfig",
     "FourierWedgeConfig",
     "PipelineConfig",
     "ProjectConfig",

@@ -2,8 +2,9 @@
 
 Columns (file contract): ``dataset, kind, source, voxel_size_angstrom, tilt_min_deg,
 tilt_max_deg, tilt_step_deg, corruption, snr, methods`` and optional ``angles``,
-``seed``, ``shape_px``, ``mask``, the CTF columns and, for kind ``empiar``, ``data_kind``
-and ``sha256``. Unknown columns are errors. Relative paths resolve against the sheet's
+``seed``, ``shape_px``, ``mask``, the CTF columns, for a raw tilt series ``tilt_axis_deg``
+and ``alignment``, and, for kinds ``empiar``/``portal``, ``data_kind`` (and ``sha256`` for
+``empiar``). Unknown columns are errors. Relative paths resolve against the sheet's
 folder (done by :func:`cryo_pipeline.io.sheet.read_dataset_sheet`).
 
 An ``empiar`` row names a file to download (``source``: an http(s) or file:// URL, or a
@@ -11,6 +12,16 @@ local path; ``angles`` likewise) and what that file is (``data_kind``: ``tiltser
 ``tomogram``). The ``fetch_dataset`` rule puts the files in ``resources/<dataset>/``;
 from then on the row is treated exactly like a row of kind ``data_kind``
 (:attr:`DatasetRow.effective_kind`, :meth:`DatasetRow.with_fetched_paths`).
+
+A ``portal`` row names a CryoET Data Portal entity (``source``: ``run:<id>``,
+``tiltseries:<id>`` or ``tomogram:<id>``); the ``fetch_portal`` rule resolves it with the
+portal's client and downloads its files to fixed names in ``resources/<dataset>/``
+(:meth:`DatasetRow.portal_files`): a raw tilt series with its angles and alignment, or a
+tomogram.
+
+A tilt series whose axis is not on y (``tilt_axis_deg``) or that is not aligned yet
+(``alignment``: IMOD ``.xf``, AreTomo ``.aln``, portal ``.json``) goes through the
+``align_tilt_series`` rule first (:attr:`DatasetRow.needs_alignment`).
 """
 
 from __future__ import annotations
@@ -23,11 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cryo_pipeline.config.locations import check_fetch_location, fetch_file_name
 from cryo_pipeline.config.methods import METHODS, TILT_SERIES_METHODS, TRAINED_METHODS
 
-KINDS = ("synthetic", "tiltseries", "tomogram", "empiar")
+KINDS = ("synthetic", "tiltseries", "tomogram", "empiar", "portal")
 CORRUPTIONS = ("fourier", "tiltseries")
 PHANTOM_NAMES = ("hollow_sphere", "triangular_prism", "mixed_shapes")
 MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 ANGLE_SUFFIXES = (".tlt", ".rawtlt", ".mdoc")
+ALIGNMENT_SUFFIXES = (".xf", ".aln", ".json")
+PORTAL_FILES = {"tiltseries": {"source": "tilt_series.mrc", "angles": "angles.tlt", "alignment": "alignment.json"},
+                "tomogram": {"source": "tomogram.mrc"}}
+_PORTAL_SOURCE = r"^\s*(?i:run|tiltseries|tomogram)\s*:\s*\d+\s*$"
 FETCH_ROOT = "resources"
 
 
@@ -74,7 +89,7 @@ class DatasetRow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Unique name; used in paths.")
-    kind: Literal["synthetic", "tiltseries", "tomogram", "empiar"]
+    kind: Literal["synthetic", "tiltseries", "tomogram", "empiar", "portal"]
     source: str = Field(min_length=1, description="Phantom name, or a path to a map / tilt series / tomogram, or a URL.")
     voxel_size_angstrom: float | None = Field(None, gt=0.0, le=1000.0)
     tilt_min_deg: float = Field(ge=-90.0, le=90.0)
@@ -96,8 +111,14 @@ class DatasetRow(BaseModel):
     phase_shift_deg: float = Field(0.0, ge=-180.0, le=180.0, description="Phase-plate phase shift (degrees).")
     phase_flipped: bool = Field(False, description="The tomogram was reconstructed from phase-flipped images.")
     data_kind: Literal["tiltseries", "tomogram"] | None = Field(
-        None, description="Kind empiar only: what the fetched source is (an aligned tilt series or a tomogram)."
+        None, description="Kinds empiar and portal: what the fetched source is (a tilt series or a tomogram)."
     )
+    tilt_axis_deg: float | None = Field(
+        None, ge=-180.0, le=180.0,
+        description="Tilt-axis angle in the raw images, counter-clockwise from y (IMOD/AreTomo); the images are "
+                    "rotated so that it lies on y. Empty = already on y.")
+    alignment: str | None = Field(
+        None, description="Alignment of the raw tilt series: IMOD .xf, AreTomo .aln or CryoET Data Portal .json.")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Kind empiar only: sha256 of the source, checked on download."
     )
@@ -144,12 +165,13 @@ class DatasetRow(BaseModel):
             raise ValueError(f"dataset {name}: methods {','.join(self.methods)} repeat a method")
         if self.kind == "empiar":
             self._check_empiar()
+        elif self.kind == "portal":
+            self._check_portal()
         else:
-            for column in ("data_kind", "sha256"):
+            for column, kinds in (("data_kind", "kinds 'empiar'/'portal'"), ("sha256", "kind 'empiar'")):
                 if getattr(self, column) is not None:
-                    raise ValueError(
-                        f"dataset {name}: column {column} applies to kind 'empiar' only (kind is {self.kind})"
-                    )
+                    raise ValueError(f"dataset {name}: column {column} applies to {kinds} only (kind is {self.kind})")
+        self._check_alignment_columns()
         if self.kind == "synthetic":
             if self.corruption is None:
                 raise ValueError(f"dataset {name}: synthetic datasets need corruption 'fourier' or 'tiltseries'")
@@ -181,7 +203,8 @@ class DatasetRow(BaseModel):
                     raise ValueError(
                         f"dataset {name}: defocus_angstrom is given, so column {column} is required for the CTF"
                     )
-        if self.effective_kind == "tiltseries" and self.angles is None:
+        if self.effective_kind == "tiltseries" and self.angles is None and self.kind != "portal" and not (
+                self.alignment or "").lower().endswith((".aln", ".json")):
             raise ValueError(f"dataset {name}: a tiltseries dataset needs an angles file (.tlt/.rawtlt/.mdoc)")
         if self.effective_kind == "tomogram" and set(TILT_SERIES_METHODS) & set(self.methods):
             raise ValueError(f"dataset {name}: methods {' and '.join(TILT_SERIES_METHODS)} need a tilt series; "
@@ -259,10 +282,50 @@ class DatasetRow(BaseModel):
             if angles_name == source_name:
                 raise ValueError(f"dataset {name}: source and angles have the same file name {source_name!r}")
 
+    def _check_portal(self) -> None:
+        name = self.dataset
+        if self.data_kind is None:
+            raise ValueError(f"dataset {name}: kind 'portal' needs data_kind 'tiltseries' or 'tomogram' (what to "
+                             "download)")
+        import re
+
+        if not re.match(_PORTAL_SOURCE, self.source):
+            raise ValueError(f"dataset {name}: column source {self.source!r} of a portal row must be run:<id>, "
+                             "tiltseries:<id> or tomogram:<id> (the CryoET Data Portal's numeric id)")
+        for column in ("angles", "alignment", "sha256", "tilt_axis_deg"):
+            if getattr(self, column) is not None:
+                raise ValueError(f"dataset {name}: column {column} is not used with kind 'portal' (the portal gives "
+                                 "the files and the alignment); leave it empty")
+
+    def _check_alignment_columns(self) -> None:
+        name = self.dataset
+        for column in ("tilt_axis_deg", "alignment"):
+            if getattr(self, column) is not None and self.effective_kind != "tiltseries":
+                raise ValueError(f"dataset {name}: column {column} applies to tilt series only (kind is {self.kind})")
+        if self.tilt_axis_deg is not None and self.alignment is not None:
+            raise ValueError(f"dataset {name}: columns tilt_axis_deg ({self.tilt_axis_deg:g}) and alignment are both "
+                             "given; an alignment file carries its own rotation: leave tilt_axis_deg empty")
+        if self.alignment is not None and not self.alignment.lower().endswith(ALIGNMENT_SUFFIXES):
+            raise ValueError(f"dataset {name}: column alignment {self.alignment!r} must be an IMOD .xf, AreTomo .aln "
+                             "or CryoET Data Portal .json file")
+
     @property
     def effective_kind(self) -> str:
-        """``data_kind`` for an ``empiar`` row (what was fetched), else ``kind``."""
-        return self.data_kind if self.kind == "empiar" and self.data_kind else self.kind
+        """``data_kind`` for an ``empiar``/``portal`` row (what was fetched), else ``kind``."""
+        return self.data_kind if self.kind in ("empiar", "portal") and self.data_kind else self.kind
+
+    @property
+    def needs_alignment(self) -> bool:
+        """Whether the tilt series goes through ``align_tilt_series`` (an alignment, or an axis off y)."""
+        if self.kind == "portal":
+            return self.data_kind == "tiltseries"
+        return self.alignment is not None or self.tilt_axis_deg not in (None, 0.0)
+
+    def portal_files(self, root: str = FETCH_ROOT) -> dict[str, str]:
+        """Where ``fetch_portal`` puts a ``portal`` row's files (role → path); ``{}`` for other kinds."""
+        if self.kind != "portal" or self.data_kind is None:
+            return {}
+        return {role: f"{root}/{self.dataset}/{name}" for role, name in PORTAL_FILES[self.data_kind].items()}
 
     def fetched_files(self, root: str = FETCH_ROOT) -> dict[str, str]:
         """Where ``fetch_dataset`` puts an ``empiar`` row's files: ``{"source": path, "angles": path}``.
@@ -277,11 +340,11 @@ class DatasetRow(BaseModel):
         return files
 
     def with_fetched_paths(self, root: str = FETCH_ROOT) -> DatasetRow:
-        """The row the stages see after ``fetch_dataset``: ``source``/``angles`` point at the local copies.
+        """The row the stages see after ``fetch_dataset``/``fetch_portal``: its paths point at the local copies.
 
         Rows of other kinds come back unchanged.
         """
-        files = self.fetched_files(root)
+        files = self.fetched_files(root) or self.portal_files(root)
         return self.model_copy(update=files) if files else self
 
     @property
@@ -308,6 +371,25 @@ class DatasetRow(BaseModel):
     def has_tilt_series(self) -> bool:
         """Whether a tilt series exists (simulated or given), i.e. WBP and CN can run."""
         return self.effective_kind == "tiltseries" or (self.kind == "synthetic" and self.corruption == "tiltseries")
+
+    def tilt_range_matching(self, recorded_deg: tuple[float, float], *, recorded_in: str, fix: str
+                            ) -> tuple[float, float]:
+        """The row's tilt range (the dataset's one source of truth), checked against a copy a file carries.
+
+        Raises
+        ------
+        ValueError
+            ``recorded_deg`` differs (by more than 1e-6°): the message names both ranges,
+            ``recorded_in`` (what carries the copy) and ``fix``.
+        """
+        row = (float(self.tilt_min_deg), float(self.tilt_max_deg))
+        recorded = (float(recorded_deg[0]), float(recorded_deg[1]))
+        if max(abs(a - b) for a, b in zip(row, recorded, strict=True)) > 1e-6:
+            raise ValueError(
+                f"{recorded_in} the tilt range [{recorded[0]:g}, {recorded[1]:g}] deg but dataset {self.dataset}'s "
+                f"row gives tilt_min_deg {row[0]:g}, tilt_max_deg {row[1]:g}; {fix}"
+            )
+        return row
 
     def nominal_angles_deg(self, *, default_step_deg: float, force_step: bool = False) -> np.ndarray:
         """Tilt angles from the sheet's range and step (``default_step_deg`` if the step is empty

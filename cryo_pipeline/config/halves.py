@@ -4,7 +4,9 @@ A sheet row with ``halves`` gives two more rows, ``<dataset>__even`` and
 ``<dataset>__odd``, of kind ``tiltseries``: their tilt series is the half written by
 ``split_halves`` (``halves: alternate``) or the user's frame stack (``halves: frames``),
 with the parent's working range, methods, voxel size and CTF, and no reference range or
-halves of their own. Every existing rule then runs on them unchanged; only the training
+halves of their own. ``split_halves`` splits the parent's tilt series as the stages see it
+(aligned, axis on y, where the parent has ``alignment``/``tilt_axis_deg``), so alternate
+halves carry no alignment; frame stacks are raw like ``source`` and keep the parent's. Every existing rule then runs on them unchanged; only the training
 seeds differ (:data:`HALF_SEED_OFFSETS`), so each half gets its own training.
 """
 
@@ -51,7 +53,10 @@ def half_rows(row: DatasetRow, *, base: str) -> dict[str, DatasetRow]:
     """The derived rows of a ``halves`` row, by name (``{}`` without halves)."""
     if row.halves is None:
         return {}
-    keep = row.model_dump(exclude=set(_DROPPED) | {"dataset", "kind", "source", "angles", "data_kind", "sha256"})
+    dropped = set(_DROPPED) | {"dataset", "kind", "source", "angles", "data_kind", "sha256"}
+    if row.halves == "alternate":  # split from the aligned series
+        dropped |= {"alignment", "tilt_axis_deg"}
+    keep = row.model_dump(exclude=dropped)
     rows = {}
     for half in HALVES:
         source, angles = half_series_paths(row, half, base=base)
@@ -67,7 +72,8 @@ def config_for_dataset(cfg: PipelineConfig, dataset: str) -> PipelineConfig:
     if parsed is None:
         return cfg
     offset = HALF_SEED_OFFSETS[parsed[1]]
-    return cfg.model_copy(update={
-        "train": cfg.train.model_copy(update={"seed": cfg.train.seed + offset}),
-        "cn": cfg.cn.model_copy(update={"seed": cfg.cn.seed + offset}),
-    })
+    seeds = dict(  # the sections by attribute: their names are also method names
+        train=cfg.train.model_copy(update={"seed": cfg.train.seed + offset}),
+        cn=cfg.cn.model_copy(update={"seed": cfg.cn.seed + offset}),
+    )
+    return cfg.model_copy(update=seeds)

@@ -27,6 +27,8 @@ TRAINED_METHODS = (CRYOGEN, ISONET)
 """Methods of rules ``train_cryogen`` / ``predict_cryogen``: a generator trained on subtomograms."""
 TILT_SERIES_METHODS = (WBP, CN)
 """Methods that need a tilt series (not a tomogram, not a Fourier-wedged volume)."""
+CORRECTED_METHODS = (ISONET, CRYOGEN, CN)
+"""Methods whose output is a missing-wedge-corrected tomogram (listed in the RELION-5 hand-off)."""
 SCORED = (CORRUPTED, *METHODS)
 """Every ``method`` value of the metrics table, in report order."""
 

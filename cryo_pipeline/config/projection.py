@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 from collections.abc import Callable
 from types import MethodType
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from cryo_pipeline.config.dataset import DatasetRow, parse_shape_px
 from cryo_pipeline.config.execution import moved_section_key_errors
@@ -211,14 +210,15 @@ def _columns_model(names: tuple[str, ...]) -> type[BaseModel]:
     return create_model("SheetColumns", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
 
+_OBJECT = TypeAdapter(dict[str, Any])
+
+
 def _load_object(text: str, source: str) -> dict[str, Any]:
+    """A JSON object of names and values (empty text = ``{}``); errors as pydantic words them."""
     try:
-        data = json.loads(text) if text else {}
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{source}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: must be a JSON object of names and values, got {type(data).__name__}")
-    return data
+        return _OBJECT.validate_json(text) if text else {}
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error, source=source)) from None
 
 
 def parse_row(text: str, rule: str, *, source: str = "--dataset-json") -> Projection:

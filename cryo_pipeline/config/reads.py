@@ -41,6 +41,7 @@ class Reads:
 
 _SIREN = ("width", "n_hidden_layers", "w0", "fourier_features", "fourier_scale", "nonnegative", "seed")
 _FIT = ("loss", "tv_weight", "rows_per_step")
+_PORTAL = Reads(sheet=("dataset", "source", "data_kind"))  # one stage, a rule per data_kind (their outputs differ)
 
 STAGE_READS: dict[str, Reads] = {
     "fetch_dataset": Reads(sheet=("dataset", "kind", "source", "angles", "sha256")),
@@ -80,5 +81,10 @@ STAGE_READS: dict[str, Reads] = {
     "evaluate": Reads(sheet=("dataset", "kind", "data_kind", "corruption", "angles", "tilt_min_deg", "tilt_max_deg",
                              "tilt_step_deg"), section="evaluate", keys=ALL),
     "collect_metrics": Reads(),
+    "align_tilt_series": Reads(sheet=("dataset", "voxel_size_angstrom", "tilt_axis_deg")),
+    "fetch_portal": _PORTAL,
+    "fetch_portal_tiltseries": _PORTAL,
+    "fetch_portal_tomogram": _PORTAL,
+    "export_relion": Reads(sheet=("dataset", "voxel_size_angstrom", "voltage_kv", "cs_mm", "amplitude_contrast")),
 }
 """Rule name → what its stage reads. A new rule, column or key: see README.md, Development."""

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cryo_pipeline.config.methods import WBP
+
 
 class StageConfig(BaseModel):
     """Base: unknown keys are errors, NaN/Inf are not numbers, instances are immutable."""
@@ -63,11 +65,15 @@ class WbpConfig(StageConfig):
     )
 
 
+SIRT = "sirt"
+"""``reference.method``: non-negative SIRT (the other one is WBP)."""
+
+
 class ReferenceConfig(StageConfig):
     """``reconstruct_reference``: the full-range reference of a row with a reference range (issue 12)."""
 
-    method: Literal["wbp", "sirt"] = Field(
-        "wbp",
+    method: Literal[WBP, SIRT] = Field(
+        WBP,
         description="wbp: weighted back-projection (wbp.filter); sirt: non-negative SIRT, for data with a zero "
         "background (HAADF-STEM, phantoms), measured to give a better reference there.",
     )

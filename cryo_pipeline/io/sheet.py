@@ -25,9 +25,11 @@ REQUIRED_COLUMNS = (
 )
 CTF_COLUMNS = ("voltage_kv", "cs_mm", "defocus_angstrom", "amplitude_contrast", "phase_shift_deg", "phase_flipped")
 FETCH_COLUMNS = ("data_kind", "sha256")  # kind empiar
+ALIGNMENT_COLUMNS = ("tilt_axis_deg", "alignment")  # raw tilt series
 VALIDATION_COLUMNS = ("reference_tilt_min_deg", "reference_tilt_max_deg", "halves", "source_even", "source_odd")
-OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS, *VALIDATION_COLUMNS)
-_PATH_COLUMNS = ("source", "angles", "mask", "source_even", "source_odd")
+OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS, *ALIGNMENT_COLUMNS,
+                    *VALIDATION_COLUMNS)
+_PATH_COLUMNS = ("source", "angles", "mask", "alignment", "source_even", "source_odd")
 
 
 def _resolve(value: str, base: Path) -> str:
@@ -85,7 +87,7 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
     Tab-separated, UTF-8 (a byte-order mark is fine), one header line; lines starting
     with ``#`` and blank lines are skipped. Empty cells mean "not given"; a line may stop
     early (its last cells are then empty) but may not have more cells than the header.
-    Relative paths in ``source``, ``angles`` and ``mask`` resolve against the sheet's
+    Relative paths in ``source``, ``angles``, ``mask`` and ``alignment`` resolve against the sheet's
     folder (phantom names and URLs are left alone).
 
     Raises
@@ -128,8 +130,14 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
             problems.append(f"{label}: {len(cells)} tab-separated cells but the header (line {header_line}) has "
                             f"{len(columns)} columns; extra: {', '.join(repr(c) for c in cells[len(columns):] if c)}")
             continue
+        bad_paths = [c for c in _PATH_COLUMNS if "\x00" in values.get(c, "")]
+        if bad_paths:
+            problems.append(f"{label}: column {bad_paths[0]}: a path cannot hold a NUL byte "
+                            f"(got {values[bad_paths[0]]!r}); fix the cell")
+            continue
         for column in _PATH_COLUMNS:
-            if column in values and not (column == "source" and values[column] in PHANTOM_NAMES):
+            if column in values and not (column == "source" and (values[column] in PHANTOM_NAMES
+                                                                 or values.get("kind") == "portal")):
                 values[column] = _resolve(values[column], path.parent)
         try:
             row = DatasetRow.model_validate(values)

@@ -29,6 +29,7 @@ import numpy as np
 import zarr
 
 from cryo_pipeline.io.atomic import atomic_write_path
+from cryo_pipeline.io.tables import read_subtomo_table
 from cryo_pipeline.io.zarr_store import create_volume_zarr, open_volume_zarr
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ __all__ = [
     "REQUIRED_SUBTOMO_ATTRS",
     "SubtomoStoreWriter",
     "open_subtomo_store",
+    "read_training_cubes",
 ]
 
 REQUIRED_SUBTOMO_ATTRS = (
@@ -201,3 +203,27 @@ def open_subtomo_store(path: str | os.PathLike[str], mode: str = "r") -> tuple[z
     if array.ndim != 4 or array.shape[1:] != (s, s, s):
         raise ValueError(f"{path}: expected (n, {s}, {s}, {s}) cubes (cube_size_px={s}), got shape {array.shape}")
     return array, attrs
+
+
+def read_training_cubes(path: str | os.PathLike[str], table: str | os.PathLike[str] | None = None,
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The training cubes of a store (raw float32, `(n_train, s, s, s)`) and its attributes.
+
+    With ``table`` (:func:`cryo_pipeline.io.tables.read_subtomo_table`), only the cubes
+    whose ``split`` is ``train``; without it, every cube.
+
+    Raises
+    ------
+    ValueError
+        As :func:`open_subtomo_store`, or the table lists another number of cubes.
+    """
+    array, attrs = open_subtomo_store(path)
+    indices = np.arange(array.shape[0])
+    if table is not None:
+        split = read_subtomo_table(table)["split"].to_numpy()
+        if split.size != array.shape[0]:
+            raise ValueError(f"{table} lists {split.size} cubes but {path} holds {array.shape[0]}")
+        indices = np.flatnonzero(split == "train")
+    cubes = np.asarray(array[indices.tolist()], dtype=np.float32) if indices.size else np.zeros(
+        (0, *array.shape[1:]), np.float32)
+    return cubes, attrs

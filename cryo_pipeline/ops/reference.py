@@ -20,9 +20,6 @@ from cryo_pipeline.ops.sirt import sirt_3d
 from cryo_pipeline.ops.tilts import alternate_halves, heldout_tilts, tilts_in_range
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 
-REFERENCE_METHODS = ("wbp", "sirt")
-
-
 @dataclass(frozen=True)
 class Reference:
     """A full-range reference and what it was made from.
@@ -46,14 +43,14 @@ class Reference:
     resolution_shell: float
 
 
-def reconstruct(series: np.ndarray, angles_deg, *, volume_shape_zyx, method: str, sirt_iterations: int,
+def reconstruct(series: np.ndarray, angles_deg, *, volume_shape_zyx, sirt_iterations: int | None,
                 wbp_filter: str = "ramp") -> np.ndarray:
-    """WBP or non-negative SIRT of ``series`` (``(n, h, n_det)``) at ``angles_deg``."""
-    if method == "wbp":
+    """WBP (``sirt_iterations`` None) or non-negative SIRT of ``series`` (``(n, h, n_det)``) at ``angles_deg``."""
+    if sirt_iterations is None:
         return weighted_backprojection_3d(series, angles_deg, volume_shape_zyx=volume_shape_zyx, window=wbp_filter)
-    if method == "sirt":
-        return sirt_3d(series, angles_deg, volume_shape_zyx=volume_shape_zyx, iterations=sirt_iterations)
-    raise ValueError(f"unknown reference method {method!r}; choose one of {', '.join(REFERENCE_METHODS)}")
+    if sirt_iterations < 1:
+        raise ValueError(f"sirt_iterations must be >= 1 (or None for WBP), got {sirt_iterations}")
+    return sirt_3d(series, angles_deg, volume_shape_zyx=volume_shape_zyx, iterations=sirt_iterations)
 
 
 def full_range_reference(
@@ -63,8 +60,7 @@ def full_range_reference(
     working_range_deg: tuple[float, float],
     reference_range_deg: tuple[float, float],
     volume_shape_zyx: tuple[int, int, int],
-    method: str = "wbp",
-    sirt_iterations: int = 50,
+    sirt_iterations: int | None = None,
     wbp_filter: str = "ramp",
 ) -> Reference:
     """Reconstruct the reference from the tilts in ``reference_range_deg``.
@@ -79,8 +75,8 @@ def full_range_reference(
         ``(min, max)``; the reference range must contain the working range.
     volume_shape_zyx : tuple of int
         Grid of the reference (the methods' grid).
-    method : str
-        ``"wbp"`` or ``"sirt"`` (non-negative, ``sirt_iterations`` updates).
+    sirt_iterations : int or None
+        None: WBP (``wbp_filter``); an int: non-negative SIRT with that many updates.
 
     Raises
     ------
@@ -99,7 +95,7 @@ def full_range_reference(
     series = np.asarray(series)
 
     def make(indices):
-        return reconstruct(series[indices], angles[indices], volume_shape_zyx=volume_shape_zyx, method=method,
+        return reconstruct(series[indices], angles[indices], volume_shape_zyx=volume_shape_zyx,
                            sirt_iterations=sirt_iterations, wbp_filter=wbp_filter)
 
     even, odd = alternate_halves(angles[used])

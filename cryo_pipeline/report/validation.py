@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from cryo_pipeline.config.methods import CORRUPTED, WBP
 from cryo_pipeline.report import figures
 from cryo_pipeline.report.html import Column, FigureBlock, Section, TableBlock, table_rows
 from cryo_pipeline.report.methods import method_color, ordered_methods
@@ -103,7 +104,7 @@ def method_verdict(row: Mapping, baseline: Mapping | None) -> str:
 
 
 def _baseline(rows: pd.DataFrame) -> Mapping | None:
-    for method in ("wbp", "corrupted"):
+    for method in (WBP, CORRUPTED):
         match = rows[rows["method"] == method]
         if not match.empty:
             return match.iloc[0].to_dict()

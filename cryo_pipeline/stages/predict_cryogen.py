@@ -18,9 +18,10 @@ from cryo_pipeline.config.stages import PredictConfig
 from cryo_pipeline.inference.tile_groups import group_tile_origins, predict_tile_group
 from cryo_pipeline.inference.tiled import predict_tiled_to_zarr
 from cryo_pipeline.io.model_files import load_generator_file
-from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
+from cryo_pipeline.io.mrc import read_mrc_memmap
 from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import create_tile_store
+from cryo_pipeline.io.volume_outputs import copy_zarr_to_mrc_and_ome_zarr, ome_zarr_path_for
 from cryo_pipeline.io.zarr_store import open_volume_zarr
 from cryo_pipeline.models import UNetPlusPlus3d
 from cryo_pipeline.training.devices import resolve_device
@@ -31,15 +32,8 @@ _SLAB_Z = 16
 
 def _check_tilt_range(state: dict, model_path: Path, dataset: DatasetRow) -> tuple[float, float]:
     """The row's tilt range (the dataset's one source of truth), which the model must have been trained for."""
-    row_range = (float(dataset.tilt_min_deg), float(dataset.tilt_max_deg))
-    model_range = tuple(float(a) for a in state["tilt_range_deg"])
-    if max(abs(a - b) for a, b in zip(row_range, model_range, strict=True)) > 1e-6:
-        raise ValueError(
-            f"{model_path} was trained for the tilt range [{model_range[0]:g}, {model_range[1]:g}] deg but dataset "
-            f"{dataset.dataset}'s row gives tilt_min_deg {row_range[0]:g}, tilt_max_deg {row_range[1]:g}; "
-            "retrain (rerun train_cryogen) or correct the sheet"
-        )
-    return row_range
+    return dataset.tilt_range_matching(tuple(state["tilt_range_deg"]), recorded_in=f"{model_path} was trained for",
+                                       fix="retrain (rerun train_cryogen) or correct the sheet")
 
 
 def _check_tile(cfg: PredictConfig, model: UNetPlusPlus3d, model_path: Path) -> None:
@@ -68,7 +62,8 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
         check_prediction_memory(cfg, free_cuda_bytes(device), **state["architecture"])
     tomogram, voxel_size = read_mrc_memmap(Path(tomogram_path), voxel_size_angstrom=dataset.voxel_size_angstrom)
     start = time.perf_counter()
-    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
+    with stage_outputs(out_zarr, out, ome_zarr_path_for(out), meta_path_for(out)) as (
+            tmp_zarr, tmp_mrc, tmp_ome, tmp_meta):
         predict_tiled_to_zarr(
             tomogram, model, tmp_zarr, voxel_size_angstrom=voxel_size, tile_px=cfg.tile_px,
             overlap_px=cfg.overlap_px, batch_size=cfg.batch_size, device=device,
@@ -77,10 +72,9 @@ def run(*, tomogram_path: Path, model_path: Path, dataset: DatasetRow, cfg: Pred
         )
         predict_s = time.perf_counter() - start
         corrected = open_volume_zarr(tmp_zarr)
-        with open_mrc_for_writing(tmp_mrc, corrected.shape, voxel_size_angstrom=voxel_size,
-                                  labels=[f"cryo_pipeline {state['method']} prediction"]) as target:
-            for z in range(0, corrected.shape[0], _SLAB_Z):
-                target[z : z + _SLAB_Z] = corrected[z : z + _SLAB_Z]
+        copy_zarr_to_mrc_and_ome_zarr(corrected, tmp_mrc, tmp_ome, voxel_size_angstrom=voxel_size, step_z=_SLAB_Z,
+                                      labels=[f"cryo_pipeline {state['method']} prediction"],
+                                      attributes={"stage": "predict_cryogen", "method": state["method"]})
         train_s = float(read_stage_meta(meta_path_for(Path(model_path))).get("runtime_s", 0.0))
         log.info("%s prediction of %s %s in %.1f s (training took %.1f s)", state["method"], dataset.dataset,
                  tuple(corrected.shape), predict_s, train_s)

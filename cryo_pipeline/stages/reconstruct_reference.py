@@ -18,7 +18,7 @@ import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.projection import reads
-from cryo_pipeline.config.stages import ReferenceConfig
+from cryo_pipeline.config.stages import SIRT, ReferenceConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
 from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
 from cryo_pipeline.ops.reference import full_range_reference
@@ -58,8 +58,8 @@ def run(
     try:
         reference = full_range_reference(
             series.data, angles, working_range_deg=(dataset.tilt_min_deg, dataset.tilt_max_deg),
-            reference_range_deg=reference_range, volume_shape_zyx=(depth, height, width), method=cfg.method,
-            sirt_iterations=cfg.sirt_iterations, wbp_filter=cfg.filter,
+            reference_range_deg=reference_range, volume_shape_zyx=(depth, height, width),
+            sirt_iterations=cfg.sirt_iterations if cfg.method == SIRT else None, wbp_filter=cfg.filter,
         )
     except ValueError as error:
         raise ValueError(f"dataset {dataset.dataset}, columns reference_tilt_min_deg/max_deg: {error} "

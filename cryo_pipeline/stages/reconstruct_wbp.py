@@ -10,11 +10,13 @@ import numpy as np
 import torch
 
 from cryo_pipeline.config.dataset import DatasetRow
+from cryo_pipeline.config.methods import WBP
 from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import WbpConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles
-from cryo_pipeline.io.mrc import read_mrc, read_mrc_header, write_mrc
+from cryo_pipeline.io.mrc import read_mrc, read_mrc_header
 from cryo_pipeline.io.stage_records import meta_path_for, stage_outputs, write_stage_meta
+from cryo_pipeline.io.volume_outputs import ome_zarr_path_for, write_volume_outputs
 from cryo_pipeline.ops.tilts import select_tilts_in_range
 from cryo_pipeline.ops.wbp import weighted_backprojection_3d
 
@@ -31,7 +33,7 @@ def run(
     out: Path,
     reference_volume_path: Path | None = None,
 ) -> None:
-    """Reconstruct ``(d, h, w)`` by WBP and write it to ``out`` (MRC + ``.json`` record).
+    """Reconstruct ``(d, h, w)`` by WBP and write it to ``out`` (MRC, ``.ome.zarr`` and ``.json`` record).
 
     The depth ``d`` is the reference volume's (synthetic data: the ground truth), else
     ``cfg.thickness_px``, else the detector width. ``w`` is the detector width.
@@ -63,10 +65,10 @@ def run(
         runtime,
         device,
     )
-    with stage_outputs(out, meta_path_for(out)) as (tmp_out, tmp_meta):
-        write_mrc(
-            tmp_out, volume, voxel_size_angstrom=series.voxel_size_angstrom, labels=[f"cryo_pipeline WBP {cfg.filter}"]
-        )
+    with stage_outputs(out, ome_zarr_path_for(out), meta_path_for(out)) as (tmp_out, tmp_ome, tmp_meta):
+        write_volume_outputs(tmp_out, tmp_ome, volume, voxel_size_angstrom=series.voxel_size_angstrom,
+                             labels=[f"cryo_pipeline WBP {cfg.filter}"],
+                             attributes={"stage": "reconstruct_wbp", "method": WBP})
         write_stage_meta(
             tmp_meta,
             stage="reconstruct_wbp",

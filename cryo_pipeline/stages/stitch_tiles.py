@@ -27,11 +27,10 @@ from pathlib import Path
 from cryo_pipeline.config.execution import ExecutionConfig
 from cryo_pipeline.config.projection import reads
 from cryo_pipeline.config.stages import StitchConfig
-from cryo_pipeline.io.mrc import open_mrc_for_writing
 from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage_outputs, write_stage_meta
 from cryo_pipeline.io.tile_store import open_tile_store
+from cryo_pipeline.io.volume_outputs import copy_zarr_to_mrc_and_ome_zarr, ome_zarr_path_for
 from cryo_pipeline.io.zarr_store import open_volume_zarr
-from cryo_pipeline.ops.blending import release_pages
 from cryo_pipeline.ops.slabs import seam_ratio
 from cryo_pipeline.stitch.cluster import start_cluster
 from cryo_pipeline.stitch.dask_blend import read_tile_layout, stitch_tile_stores
@@ -100,7 +99,8 @@ def run(
     first = records[0] if records else {}
     method = first.get("method", "stitched")
     start = time.perf_counter()
-    with stage_outputs(out_zarr, out, meta_path_for(out)) as (tmp_zarr, tmp_mrc, tmp_meta):
+    with stage_outputs(out_zarr, out, ome_zarr_path_for(out), meta_path_for(out)) as (
+            tmp_zarr, tmp_mrc, tmp_ome, tmp_meta):
         with start_cluster(**_cluster_options(execution, threads, memory_limit_mb, scheduler_address)) as client:
             stitch_tile_stores(tile_stores, tmp_zarr, client=client, chunks=(cfg.chunk_px,) * 3)
             seams = {}
@@ -111,12 +111,9 @@ def run(
         stitch_s = time.perf_counter() - start
         volume = open_volume_zarr(tmp_zarr)
         voxel_size = float(volume.attrs["voxel_size_angstrom"])
-        step = int(volume.chunks[0])
-        with open_mrc_for_writing(tmp_mrc, volume.shape, voxel_size_angstrom=voxel_size,
-                                  labels=[f"cryo_pipeline {method} prediction, stitched"]) as target:
-            for z in range(0, volume.shape[0], step):
-                target[z : z + step] = volume[z : z + step]
-                release_pages(target)
+        copy_zarr_to_mrc_and_ome_zarr(volume, tmp_mrc, tmp_ome, voxel_size_angstrom=voxel_size,
+                                      step_z=int(volume.chunks[0]), labels=[f"cryo_pipeline {method} prediction, stitched"],
+                                      attributes={"stage": "stitch_tiles", "method": method})
         train_s, parallel_s = _timing(records)
         devices = [str(r.get("device", "cpu")) for r in records]
         device = next((d for d in devices if d.startswith("cuda")), devices[0] if devices else "cpu")

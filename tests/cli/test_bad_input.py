@@ -169,7 +169,7 @@ def test_voxel_size_zero_with_the_sheets_value(tmp_path, inputs, voxel0_series):
     with mrcfile.open(out) as mrc:
         assert mrc.data.shape == (8, HEIGHT, WIDTH)
         assert float(mrc.voxel_size.x) == pytest.approx(6.25, rel=1e-6)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["r.json", "r.mrc"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r.json", "r.mrc", "r.ome.zarr"]
 
 
 # --- (4) unknown config key / sheet column ----------------------------------------------------------
@@ -246,8 +246,8 @@ def test_sheet_range_keeps_fewer_than_two_tilts(capsys, tmp_path, inputs):
     [
         ({"snr": -1}, "error: --dataset-json: snr: Input should be greater than 0 (got -1)"),
         ({"tilt_max_deg": 91}, "error: --dataset-json: tilt_max_deg: Input should be less than or equal to 90 (got 91)"),
-        ({"kind": "movie"}, "error: --dataset-json: kind: Input should be 'synthetic', 'tiltseries', 'tomogram' or "
-                            "'empiar' (got 'movie')"),
+        ({"kind": "movie"}, "error: --dataset-json: kind: Input should be 'synthetic', 'tiltseries', 'tomogram', "
+                            "'empiar' or 'portal' (got 'movie')"),
         ({"voxel_size": 4}, "error: --dataset-json: voxel_size: Extra inputs are not permitted (got 4)"),
         ({"shape_px": "16x16"}, "error: --dataset-json: shape_px: shape_px '16x16' must give 3 sizes between 8 and "
                                 "4096 voxels (got '16x16')"),

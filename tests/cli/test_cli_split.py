@@ -95,7 +95,7 @@ def test_three_groups_stitched_equal_the_single_job(inputs, tmp_path):
     assert record["predict_s"] == pytest.approx(max(groups)) and record["train_s"] == TRAIN_S
     assert record["runtime_s"] == pytest.approx(TRAIN_S + max(groups) + record["stitch_s"])
     assert record["dataset"]["dataset"] == "tomo" and record["config"]["tile_px"] == 16
-    assert sorted(p.name for p in (tmp_path / "isonet").iterdir()) == ["volume.json", "volume.mrc", "volume.zarr"]
+    assert sorted(p.name for p in (tmp_path / "isonet").iterdir()) == ["volume.json", "volume.mrc", "volume.ome.zarr", "volume.zarr"]
 
 
 def test_stitch_with_a_group_missing_fails_clearly(tmp_path, capsys):

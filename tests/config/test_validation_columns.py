@@ -87,6 +87,21 @@ def test_half_rows_are_tilt_series_of_their_own():
     assert half_rows(frames, base="results/r/ts")["ts__even"].source == "e.mrc"
 
 
+def test_alternate_halves_of_a_raw_series_are_split_aligned_frame_halves_keep_the_alignment():
+    from cryo_pipeline.config.dataset import DatasetRow
+    from cryo_pipeline.config.halves import half_rows
+
+    common = {"kind": "tiltseries", "source": "raw.mrc", "angles": "raw.tlt", "tilt_min_deg": -60,
+              "tilt_max_deg": 60, "alignment": "raw.xf"}
+    alternate = DatasetRow(dataset="ts", halves="alternate", **common)
+    assert alternate.needs_alignment
+    even = half_rows(alternate, base="results/r/ts")["ts__even"]
+    assert even.alignment is None and not even.needs_alignment  # split_halves reads the aligned series
+    frames = DatasetRow(dataset="ts", halves="frames", source_even="e.mrc", source_odd="o.mrc", **common)
+    odd = half_rows(frames, base="results/r/ts")["ts__odd"]
+    assert odd.alignment == "raw.xf" and odd.needs_alignment  # a raw frame stack, aligned like the source
+
+
 def test_sheet_names_that_look_like_halves_are_rejected(tmp_path):
     path = _sheet(tmp_path, "needle__even\ttiltseries\tts.mrc\t33.6\t-60\t60\t\t\t\twbp\tts.tlt\t\t\t")
     assert "needle__even end in __even/__odd" in _error(path)

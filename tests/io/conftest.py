@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections import Counter
 
 from hypothesis import HealthCheck, settings
@@ -26,12 +27,15 @@ def deadline(seconds: int = CASE_SECONDS):
         raise CaseTimeout(f"case did not finish within {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(seconds)
+    outer_s, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's alarm for the whole test
+    started = time.monotonic()
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_s:  # give pytest-timeout its alarm back, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(outer_s - (time.monotonic() - started), 0.001))
 
 
 def run_examples(test, n_examples: int) -> None:

@@ -255,10 +255,10 @@ def test_huge_files_are_read_in_bounded_time(tmp_path):
     many = [float(t) for t in texts]
     path = tmp_path / "huge.tlt"
     path.write_text("\n".join(texts) + "\n")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds of this process: the same on an idle or a busy machine
     with deadline(30):
         np.testing.assert_array_equal(read_tilt_angles(path), many)
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
     line = tmp_path / "one_long_line.tlt"  # 8 MB without a newline: refused, message kept short
     line.write_text("1" * 8_000_000)
     with deadline(30), pytest.raises(ValueError) as err:

@@ -143,9 +143,9 @@ def test_fsc_metrics_of_a_wedged_volume(noise):
 def test_fsc_metrics_is_fast_at_paper_size():
     rng = np.random.default_rng(7)
     a, b = rng.standard_normal((2, 140, 140, 140))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds of this process: the same on an idle or a busy machine
     fsc_metrics(a, b, angles_deg=TILTS_2DEG, voxel_size_angstrom=1.0)
-    assert time.perf_counter() - start < 5.0
+    assert time.process_time() - start < 5.0
 
 
 def test_mismatched_shapes_are_rejected():

@@ -26,7 +26,7 @@ def simulated():
 def reference(simulated):
     _, series = simulated
     return full_range_reference(series, ANGLES, working_range_deg=(-60, 60), reference_range_deg=(-76, 76),
-                                volume_shape_zyx=SHAPE, method="sirt", sirt_iterations=20)
+                                volume_shape_zyx=SHAPE, sirt_iterations=20)
 
 
 def test_reference_uses_every_tilt_and_holds_out_the_outer_ones(reference):
@@ -40,9 +40,9 @@ def test_reference_rejects_ranges_that_hold_nothing_out(simulated):
     with pytest.raises(ValueError, match="nothing is held out"):
         full_range_reference(simulated[1], ANGLES, working_range_deg=(-76, 76), reference_range_deg=(-76, 76),
                              volume_shape_zyx=SHAPE)
-    with pytest.raises(ValueError, match="unknown reference method 'art'"):
+    with pytest.raises(ValueError, match="sirt_iterations must be >= 1"):
         full_range_reference(simulated[1], ANGLES, working_range_deg=(-60, 60), reference_range_deg=(-76, 76),
-                             volume_shape_zyx=SHAPE, method="art")
+                             volume_shape_zyx=SHAPE, sirt_iterations=0)
 
 
 def test_truth_scores_better_than_a_wedged_wbp(simulated, reference):

@@ -25,6 +25,9 @@ STOP_SCRIPT = HERE / "stop_slurm.sh"
 FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                       "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 _FIELD = re.compile(r"(\w+)=(\S*)")
+# Limits on SLURM client calls and on the start/stop scripts: hang-catchers only, far above what a loaded
+# machine needs (a start may apt-get install the packages first).
+CLIENT_HANG_S, START_HANG_S, STOP_HANG_S = 300, 1200, 300
 
 
 class SlurmUnavailable(RuntimeError):
@@ -93,7 +96,7 @@ class SlurmCluster:
         """The environment for SLURM clients (``/etc/slurm/slurm.conf`` points here as well)."""
         return {**os.environ, "SLURM_CONF": str(self.state_dir / "slurm.conf")}
 
-    def _client(self, *command: str, timeout: float = 20) -> str:
+    def _client(self, *command: str, timeout: float = CLIENT_HANG_S) -> str:
         result = run_with_timeout(list(command), timeout=timeout, env=self.env)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
@@ -118,23 +121,30 @@ class SlurmCluster:
         return jobs
 
     def wait_for_job(self, select: Callable[[SlurmJob], bool], *, states: Iterable[str] = ("RUNNING",),
-                     timeout: float = 120, poll: float = 0.1,
-                     while_true: Callable[[], bool] | None = None) -> SlurmJob:
+                     poll: float = 0.1, while_true: Callable[[], bool] | None = None) -> SlurmJob:
         """The first job for which ``select(job)`` is true once it is in one of ``states``.
 
-        Raises TimeoutError after ``timeout`` s, or as soon as ``while_true()`` is false
-        (e.g. the Snakemake run that should submit the job has ended).
+        Waits for that event in SLURM's own records, however long the machine takes (no
+        clock: pytest-timeout ends a hang); raises TimeoutError as soon as ``while_true()``
+        is false (e.g. the Snakemake run that should submit the job has ended).
         """
         wanted = set(states)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (while_true is None or while_true()):
+        while while_true is None or while_true():
             for job in self.jobs().values():
                 if select(job) and job.state in wanted:
                     return job
             time.sleep(poll)
-        why = f"in {timeout:.0f} s" if time.monotonic() >= deadline else "before the submitter ended"
-        raise TimeoutError(f"no job matching the test's selection reached {sorted(wanted)} {why}; "
-                           f"jobs: {[(j.job_id, j.comment or j.name, j.state) for j in self.jobs().values()]}")
+        raise TimeoutError(f"no job matching the test's selection reached {sorted(wanted)} before the submitter "
+                           f"ended; jobs: {[(j.job_id, j.comment or j.name, j.state) for j in self.jobs().values()]}")
+
+    def wait_until_finished(self, job_ids: Iterable[str], *, poll: float = 0.25) -> dict[str, str]:
+        """The end state of each job, once every one of them has ended (no clock: pytest-timeout ends a hang)."""
+        job_ids = list(job_ids)
+        while True:
+            jobs = self.jobs()
+            if all(jobs[i].state in FINISHED for i in job_ids):
+                return {i: jobs[i].state for i in job_ids}
+            time.sleep(poll)
 
     def scancel(self, *job_ids: str) -> None:
         """Cancel jobs of this cluster."""
@@ -148,10 +158,10 @@ class SlurmCluster:
 
     def stop(self) -> subprocess.CompletedProcess:
         """Stop the daemons by their PID files and remove the state directory."""
-        return run_with_timeout(["bash", str(STOP_SCRIPT), str(self.state_dir)], timeout=90)
+        return run_with_timeout(["bash", str(STOP_SCRIPT), str(self.state_dir)], timeout=STOP_HANG_S)
 
 
-def start_slurm_cluster(state_dir: Path, *, timeout: float = 300, partition: str = "debug") -> SlurmCluster:
+def start_slurm_cluster(state_dir: Path, *, timeout: float = START_HANG_S, partition: str = "debug") -> SlurmCluster:
     """Start the cluster in ``state_dir`` (installing the Debian packages if missing).
 
     Raises
@@ -170,6 +180,6 @@ def start_slurm_cluster(state_dir: Path, *, timeout: float = 300, partition: str
         reason = errors[-1].removeprefix("ERROR:").strip() if errors else f"exit status {result.returncode}"
         if result.returncode != 3:  # a real failure: keep what the daemons said, then clean up
             reason += f"\n{result.stdout[-1500:]}{result.stderr[-3000:]}"
-            run_with_timeout(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=90)
+            run_with_timeout(["bash", str(STOP_SCRIPT), str(state_dir)], timeout=STOP_HANG_S)
         raise SlurmUnavailable(f"test SLURM cluster did not start: {reason}")
     return SlurmCluster(state_dir=Path(state_dir), partition=partition, start_seconds=seconds)

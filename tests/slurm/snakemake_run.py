@@ -4,13 +4,14 @@ Snakemake runs as ``snakemake_steady_polling.py`` (Snakemake's own CLI with the 
 plugin's status checks kept at the configured interval, see there).
 
 :class:`SnakemakeRun` starts Snakemake in its own process group with its output in a file,
-so a test can act on SLURM while it runs (``scancel``) and kill the whole group if it does
-not end in time (a wrong status command makes Snakemake wait forever). :func:`parse_jobs`
-turns Snakemake's log into one :class:`JobRecord` per job.
+so a test can act on SLURM while it runs (``scancel``) and kill the whole group when the test
+ends (an assertion, or pytest-timeout when a wrong status command makes Snakemake wait
+forever). :func:`parse_jobs` turns Snakemake's log into one :class:`JobRecord` per job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -97,23 +98,38 @@ class SnakemakeRun:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait(self, timeout: float) -> int:
-        """The exit status; after ``timeout`` s the whole process group is SIGKILLed and -9 returned."""
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status. With ``timeout`` (s from the start), the whole process group is SIGKILLed and -9
+        returned after it; without, it waits as long as Snakemake runs (pytest-timeout ends a hang)."""
         try:
-            code = self.process.wait(timeout=max(0.0, timeout - (time.monotonic() - self.started)))
+            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - self.started))
+            code = self.process.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            with open(self.log_path, "a") as log:
-                log.write(f"\n[killed by the test after {timeout:.0f} s]\n")
+            self.kill(f"killed by the test after {timeout:.0f} s")
             code = -9
         self.seconds = time.monotonic() - self.started
         return code
 
+    def kill(self, why: str) -> None:
+        """SIGKILL Snakemake's whole process group (it and the commands it runs), noted in its log."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        with open(self.log_path, "a") as log:
+            log.write(f"\n[{why}]\n")
 
-def run_snakemake(workdir: Path, *args: str, log_name: str, timeout: float,
-                  env: dict[str, str] | None = None) -> tuple[int, str, float]:
-    """Run to the end (or ``timeout``): ``(exit status, output, seconds)``."""
-    run = SnakemakeRun(workdir, list(args), workdir / log_name, env or {}).start()
-    code = run.wait(timeout)
+    def __enter__(self) -> SnakemakeRun:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        """Leaving the block (an assertion, pytest-timeout) never leaves Snakemake running."""
+        if self.running():
+            self.kill("killed by the test: the test ended while Snakemake ran")
+
+
+def run_snakemake(workdir: Path, *args: str, log_name: str, env: dict[str, str] | None = None
+                  ) -> tuple[int, str, float]:
+    """Run to the end: ``(exit status, output, seconds)`` (no clock: pytest-timeout ends a hang)."""
+    with SnakemakeRun(workdir, list(args), workdir / log_name, env or {}) as run:
+        code = run.wait()
     return code, run.output, run.seconds

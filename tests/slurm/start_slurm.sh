@@ -184,13 +184,22 @@ fi
 # ------------------------------------------------------------------ slurmctld + slurmd
 slurmctld || die "slurmctld did not start"
 slurmd -N localhost || die "slurmd did not start"
+# wait for the events (node idle, smoke job ended) as long as the daemons live: a loaded machine takes
+# longer; the caller's hard timeout (tests/slurm/cluster.py) ends a hang
+daemons_alive() {  # false once slurmctld or slurmd has exited (a PID file not written yet counts as alive)
+  local f
+  for f in "$D/slurmctld.pid" "$D/slurmd.pid"; do
+    [ -s "$f" ] || continue
+    kill -0 "$(cat "$f")" 2>/dev/null || return 1
+  done
+}
 state=""
-for _ in $(seq 1 120); do
+while daemons_alive; do
   state=$(sinfo -h -n localhost -o %T 2>/dev/null)
   [ "$state" = idle ] && break
   sleep 0.25
 done
-[ "$state" = idle ] || die "node localhost is '${state:-unknown}', not idle, after 30 s"
+[ "$state" = idle ] || die "node localhost is '${state:-unknown}', not idle, and a daemon has exited"
 log "slurmctld (pid $(cat "$D/slurmctld.pid")) and slurmd (pid $(cat "$D/slurmd.pid")) up, node idle"
 
 # ------------------------------------------------------------------ smoke job
@@ -200,7 +209,7 @@ job=$(cd "$D" && sbatch --parsable -J smoke -t 1 --mem 10 $gpu_flag -o "$D/log/s
         --wrap 'srun -n1 true && echo "ok $SLURM_JOB_ID gpu=${CUDA_VISIBLE_DEVICES:-none}"') \
   || die "sbatch of the smoke job failed"
 st=""
-for _ in $(seq 1 300); do
+while daemons_alive; do
   st=$(squeue -h -j "$job" --states=all -o %T 2>/dev/null)
   case "$st" in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL) break ;; esac
   sleep 0.1

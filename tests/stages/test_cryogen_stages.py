@@ -134,3 +134,30 @@ def test_trained_model_file_carries_what_prediction_needs(tmp_path, tomogram, me
     predicted = read_mrc(out).data
     assert predicted.shape == volume.shape and np.isfinite(predicted).all()
     assert not np.allclose(predicted, volume, atol=1e-4)  # trained: no longer the identity
+
+
+# --- one source of truth for the tilt range: the sheet row ---------------------------------------
+def test_training_refuses_a_store_of_another_tilt_range(tmp_path):
+    row = ROW.model_copy(update={"tilt_min_deg": -50.0})
+    with pytest.raises(ValueError) as err:
+        train_cryogen.run(store=_store(tmp_path / "subtomos.zarr"), dataset=row, cfg=TINY, method="isonet",
+                          out_model=tmp_path / "m.pt", out_losses=tmp_path / "l.tsv",
+                          checkpoint_dir=tmp_path / "checkpoints")
+    message = str(err.value)
+    assert "tilt range [-57, 61] deg" in message and "tilt_min_deg -50, tilt_max_deg 61" in message
+    assert "rerun extract_subtomos" in message
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_prediction_refuses_a_model_of_another_tilt_range(tmp_path, tomogram):
+    tomo, _ = tomogram
+    model = _identity_model(tmp_path / "model.pt")  # trained for [-57, 61]
+    row = ROW.model_copy(update={"tilt_max_deg": 60.0})
+    with pytest.raises(ValueError) as err:
+        predict_cryogen.run(tomogram_path=tomo, model_path=model, dataset=row,
+                            cfg=PredictConfig(tile_px=32, overlap_px=8, batch_size=2), out=tmp_path / "out" / "p.mrc",
+                            out_zarr=tmp_path / "out" / "p.zarr", device="cpu")
+    message = str(err.value)
+    assert f"{model} was trained for the tilt range [-57, 61] deg" in message
+    assert "tilt_min_deg -57, tilt_max_deg 60" in message and "retrain" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -66,7 +66,7 @@ def _command(store: Path, out: Path, cfg: dict, method: str = "cryogen") -> list
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True)
 
 
 def _error_line(result: subprocess.CompletedProcess) -> str:
@@ -94,16 +94,15 @@ def _generator(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["generator"]
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, uninterrupted, tmp_path):
     out = tmp_path / "run"
     checkpoint = out / "checkpoints" / "last.pt"
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(_command(store, out, RESUME), stdout=subprocess.DEVNULL, stderr=log)
         try:
-            deadline = time.monotonic() + 240
-            while not checkpoint.exists():  # appears by rename: complete once visible
+            while not checkpoint.exists():  # appears by rename: complete once visible (pytest-timeout: a hang)
                 assert proc.poll() is None, (tmp_path / "killed.log").read_text()
-                assert time.monotonic() < deadline, "no checkpoint after 240 s"
                 time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)  # during epoch 2 (an epoch takes ~0.5 s here)
         finally:
@@ -143,6 +142,7 @@ def test_killed_mid_epoch_resumes_and_reproduces_the_uninterrupted_run(store, un
     assert all(torch.equal(final_a["energy"][k], final_b["energy"][k]) for k in final_b["energy"])
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted, tmp_path):
     out = tmp_path / "other"
     shutil.copytree(uninterrupted / "checkpoints", out / "checkpoints")
@@ -153,6 +153,7 @@ def test_checkpoint_of_another_config_is_refused_by_the_cli(store, uninterrupted
     assert not (out / "model.pt").exists()
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_checkpoint_of_another_method_is_refused(store, uninterrupted, tmp_path):
     shutil.copytree(uninterrupted / "checkpoints", tmp_path / "checkpoints")
     with pytest.raises(ValueError, match=r"method: 'cryogen' \(checkpoint\) vs 'isonet'"):
@@ -177,6 +178,7 @@ def test_load_checkpoint_allows_another_device_only(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt", expected_config={})
 
 
+@pytest.mark.slow  # runs the CLI / training in subprocesses: not in make test-fast
 def test_divergence_stops_the_cli_with_the_step_and_writes_no_model(store, tmp_path):
     result = _run(_command(store, tmp_path, {**DIVERGING, "epochs": 2, "steps_per_epoch": 5}))
     line = _error_line(result)

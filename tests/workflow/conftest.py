@@ -18,8 +18,9 @@ TINY_SHEET = (
 )
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the repo's Snakefile with ``workdir`` as working directory."""
+def run_snakemake(workdir: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run the repo's Snakefile with ``workdir`` as working directory (no time limit by default: a run takes
+    what the machine gives it; pytest-timeout ends a hang and ``subprocess.run`` then kills Snakemake)."""
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)

@@ -106,19 +106,18 @@ def test_a_killed_fit_slab_reruns_alone(cn_workdir):
                               start_new_session=True)
     slabs = cn_workdir / "results" / "tiny" / "shapes.ts" / "cn" / "slabs"
     try:
-        deadline = time.monotonic() + 240
-        # once one slab is done, SIGKILL a fit-slab process of an unfinished slab (as the OOM killer would)
+        # once one slab is done, SIGKILL a fit-slab process of an unfinished slab (as the OOM killer would);
+        # events only (a slab's record, a running process): pytest-timeout ends a hang
         victims: list[int] = []
         while not victims:
-            assert runner.poll() is None and time.monotonic() < deadline, "no fit-slab ran after a finished one"
+            assert runner.poll() is None, "no fit-slab ran after a finished one"
             time.sleep(0.5)
             if list(slabs.glob("slab_*.json")):
                 victims = _running_unfinished_fit_slabs(runner.pid, slabs)
-        time.sleep(1.0)
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        assert runner.wait(timeout=120) != 0  # Snakemake reports the failed job and stops
+        assert runner.wait() != 0  # Snakemake reports the failed job and stops
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)

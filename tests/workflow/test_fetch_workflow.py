@@ -51,7 +51,9 @@ def test_dry_run_schedules_one_fetch_per_file_before_wbp(empiar_workdir):
     assert printed.count(f'"source":"{mirror.url(BASE)}/IS002_291013_005.mrcs"') == 2  # fetch gets the URLs
     assert ("reconstruct-wbp --tilt-series resources/ribo05/IS002_291013_005.mrcs "
             "--angles resources/ribo05/IS002_291013_005.tlt") in printed
-    assert '"source":"resources/ribo05/IS002_291013_005.mrcs"' in printed  # the stages get the local copies
+    # the stages get the local copies (evaluate reads the row's angles; no stage after the fetch sees a URL)
+    assert '"angles":"resources/ribo05/IS002_291013_005.tlt"' in printed
+    assert printed.count(mirror.url(BASE)) == 4  # the two fetch jobs' source and angles only
     assert mirror.requests == []  # a dry run downloads nothing
 
 

@@ -78,12 +78,17 @@ def test_tiny_real_run_writes_metrics_and_report(tiny_workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_unknown_config_key_stops_before_running(tiny_workdir):
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("filter: ramp", "filtr: ramp", "filtr"),  # an unknown key
+    ("  seed: 0\n\npredict:", "  seed: 0\n  device: cuda\n\npredict:", "train.device moved to execution.device"),
+])
+def test_a_bad_config_key_stops_before_running_and_says_why(tiny_workdir, old, new, message):
     config = tiny_workdir / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("filter: ramp", "filtr: ramp"))
+    assert old in config.read_text()
+    config.write_text(config.read_text().replace(old, new))
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
-    assert "filtr" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
 
 
 def test_unknown_sheet_column_names_the_column(tiny_workdir):
@@ -101,3 +106,4 @@ def test_cn_without_a_tilt_series_is_a_clear_error(tiny_workdir):
     result = run_snakemake(tiny_workdir, "-n", "--cores", "1")
     assert result.returncode != 0
     assert "method 'cn' needs a tilt series, but corruption is 'fourier'" in result.stdout + result.stderr
+

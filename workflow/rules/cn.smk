@@ -83,6 +83,7 @@ rule stitch_slabs:
         plan="results/{run}/{dataset}/cn/slabs.json",
     output:
         volume="results/{run}/{dataset}/cn/volume.mrc",
+        ome_zarr=directory("results/{run}/{dataset}/cn/volume.ome.zarr"),
         zarr=directory("results/{run}/{dataset}/cn/volume.zarr"),
         meta="results/{run}/{dataset}/cn/volume.json",
     params:

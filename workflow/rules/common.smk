@@ -13,7 +13,14 @@ from types import SimpleNamespace
 from cryo_pipeline import __version__
 from cryo_pipeline.config.dataset import FETCH_ROOT
 from cryo_pipeline.config.halves import config_for_dataset, half_name, half_rows, split_half_name
-from cryo_pipeline.config.methods import CORRUPTED, IMPLEMENTED_METHODS, SCORED, TRAINED_METHODS, wildcard_pattern
+from cryo_pipeline.config.methods import (
+    CORRECTED_METHODS,
+    CORRUPTED,
+    IMPLEMENTED_METHODS,
+    SCORED,
+    TRAINED_METHODS,
+    wildcard_pattern,
+)
 from cryo_pipeline.config.pipeline import parse_pipeline_config
 from cryo_pipeline.config.projection import config_json, row_json
 from cryo_pipeline.io.sheet import read_dataset_sheet
@@ -107,7 +114,10 @@ def science_config_json(wildcards):
 
 
 def tilt_series_inputs(wildcards):
-    """Tilt series, angles and (synthetic) reference volume for reconstruct_wbp."""
+    """Tilt series, angles and (synthetic) reference volume for reconstruct_wbp and the CN rules.
+
+    A raw tilt series (an alignment, or its axis off y) comes aligned from align_tilt_series.
+    """
     row = _row(wildcards)
     base = f"results/{wildcards.run}/{wildcards.dataset}"
     if row.kind == "synthetic":
@@ -116,11 +126,47 @@ def tilt_series_inputs(wildcards):
             "angles": f"{base}/tilt_series.tlt",
             "reference": f"{base}/ground_truth.mrc",
         }
-    inputs = {"tilt_series": row.source, "angles": row.angles}
+    if row.needs_alignment:
+        inputs = {"tilt_series": f"{base}/aligned/tilt_series.mrc", "angles": f"{base}/aligned/tilt_series.tlt"}
+    else:
+        inputs = {"tilt_series": row.source, "angles": row.angles}
     parent = split_half_name(wildcards.dataset)
     if parent and DATASETS[parent[0]].kind == "synthetic":  # a half: the parent's ground truth sets the depth
         inputs["reference"] = f"results/{wildcards.run}/{parent[0]}/ground_truth.mrc"
     return inputs
+
+
+def raw_tilt_series_inputs(wildcards):
+    """align_tilt_series: the raw stack, its angles and alignment file where the row has them (+ an IMOD .xtilt)."""
+    row = _row(wildcards)
+    files = {"tilt_series": row.source, "angles": row.angles, "alignment": row.alignment}
+    if row.alignment and row.alignment.lower().endswith(".xf") and Path(row.alignment).with_suffix(".xtilt").is_file():
+        files["xtilt"] = str(Path(row.alignment).with_suffix(".xtilt"))  # read by the stage beside the .xf
+    return {role: path for role, path in files.items() if path}
+
+
+def optional_input(role):
+    """A params function: the input file ``role`` if the rule has it, else "" (an empty CLI value)."""
+
+    def _value(wildcards, input):
+        return input.get(role, "")
+
+    return _value
+
+
+def portal_datasets(data_kind):
+    """Wildcard constraint of a fetch_portal rule: the sheet's portal rows of ``data_kind``."""
+    names = sorted(n for n, r in DATASETS.items() if r.kind == "portal" and r.data_kind == data_kind)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def portal_row_json(rule):
+    """A params function: the portal row's declared columns as written in the sheet (its id, not the fetched paths)."""
+
+    def _json(wildcards):
+        return row_json(rule, DATASETS[wildcards.dataset])
+
+    return _json
 
 
 def reference_volume(wildcards, input):
@@ -351,3 +397,32 @@ def slab_outputs(wildcards):
         "tiles": [str(slab.tiles) for slab in slabs],
         "meta": [str(slab.record) for slab in slabs],
     }
+
+
+# --- RELION-5 hand-off: one tomograms.star per correcting method --------------------------------
+def _relion_rows(method):
+    return [row for row in DATASETS.values() if method in row.methods]
+
+
+def relion_stars(wildcards=None):
+    """The targets of all: results/<run>/relion/tomograms_<method>.star per correcting method the sheet runs."""
+    return [f"results/{RUN}/relion/tomograms_{m}.star" for m in CORRECTED_METHODS if _relion_rows(m)]
+
+
+def relion_volumes(wildcards):
+    """export_relion's inputs: the method's volume of every dataset that runs it."""
+    return [f"results/{wildcards.run}/{row.dataset}/{wildcards.method}/volume.mrc"
+            for row in _relion_rows(wildcards.method)]
+
+
+def relion_arguments(wildcards, input):
+    """--dataset-json/--volume pairs: each dataset's projection for export_relion and its volume."""
+    import shlex
+
+    rows = _relion_rows(wildcards.method)
+    return " ".join(f"--dataset-json {shlex.quote(row_json('export_relion', _row_of(row)))} --volume {shlex.quote(v)}"
+                    for row, v in zip(rows, input.volumes, strict=True))
+
+
+def _row_of(row):
+    return row.with_fetched_paths(FETCH_ROOT)

@@ -43,6 +43,7 @@ if CFG.execution.predict_n_jobs == 1:
             model="results/{run}/{dataset}/{method}/model.pt",
         output:
             volume="results/{run}/{dataset}/{method}/volume.mrc",
+            ome_zarr=directory("results/{run}/{dataset}/{method}/volume.ome.zarr"),
             zarr=directory("results/{run}/{dataset}/{method}/volume.zarr"),
             meta="results/{run}/{dataset}/{method}/volume.json",
         wildcard_constraints:
@@ -96,6 +97,7 @@ else:
             unpack(tile_group_outputs),
         output:
             volume="results/{run}/{dataset}/{method}/volume.mrc",
+            ome_zarr=directory("results/{run}/{dataset}/{method}/volume.ome.zarr"),
             zarr=directory("results/{run}/{dataset}/{method}/volume.zarr"),
             meta="results/{run}/{dataset}/{method}/volume.json",
         wildcard_constraints:

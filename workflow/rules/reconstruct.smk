@@ -7,6 +7,7 @@ rule reconstruct_wbp:
         unpack(tilt_series_inputs),
     output:
         volume="results/{run}/{dataset}/wbp/volume.mrc",
+        ome_zarr=directory("results/{run}/{dataset}/wbp/volume.ome.zarr"),
         meta="results/{run}/{dataset}/wbp/volume.json",
     params:
         dataset=sheet_row("reconstruct_wbp"),
