@@ -14,17 +14,13 @@ image in the raw stack's pixels (x along the tilt axis, 90° in the acquisition 
    tilt, 1D cross-correlation of the profiles across and along the axis.
 
 Background (median of a 40-px corner, ≈ 883 counts after the +32768 offset) is
-subtracted first. Writes ``needle_stem_shifts.tsv`` beside this script (angle, dx_px,
-dy_px: move image content by (dx, dy) to align it). Run:
-``.venv/bin/python config/real/align_needle.py`` (≈ 1 min, one core).
-
-``--write-stack DIR`` also writes what ``config/datasets_real.tsv`` reads, into ``DIR``
-(``resources/needle_stem``; never into the repository): the aligned series with the tilt
-axis on y, Fourier-binned 2× (67.2 Å/px) and cropped to the 64 rows (along the tilt axis)
-around the needle's tip — rows along the tilt axis are independent, so the crop loses
-nothing of the other rows' reconstruction — as ``needle_aligned_bin2.mrc`` with its
-``.tlt``. This is the scale at which the real config runs on a laptop CPU. (Once the
-pipeline aligns and rotates raw stacks itself, the shifts become an ``.xf`` instead.)
+subtracted first. Writes ``needle_stem.xf`` beside this script: an IMOD ``.xf`` (one
+line per raw image) holding each image's shifts and the 90° rotation that brings the
+tilt axis (raw x) onto y, which ``config/datasets_real.tsv`` gives the pipeline in its
+``alignment`` column (rule ``align_tilt_series`` applies it to the raw stack in
+``../shared``, with ``align.bin_factor`` and ``align.subtract_background`` from
+``config/config_real.yaml``). Run: ``.venv/bin/python config/real/align_needle.py``
+(≈ 1 min, one core).
 """
 
 from __future__ import annotations
@@ -60,23 +56,23 @@ def _apply(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
                      for im, y, x in zip(images, dy, dx, strict=True)]).astype(np.float32)
 
 
-BIN = 2
-ROWS = (64, 192)  # full-resolution rows (along the tilt axis) kept: the needle's tip and body
+def write_needle_xf(path: Path, dy: np.ndarray, dx: np.ndarray) -> None:
+    """The ``.xf`` that aligns the raw stack: rotate by 90° (axis onto y), shift by the estimates.
 
+    ``dy``/``dx`` move the content of the *transposed* images (rows along the tilt axis)
+    by (dy, dx). The pipeline turns the raw images by +90° (``numpy.rot90``: the
+    transpose with its rows reversed, which keeps the tilt sense), so in the operator
+    form of :mod:`cryo_pipeline.ops.image_alignment` (``aligned(a) = raw(M·a + s)``,
+    ``a = (x, y)`` from the centre) ``M`` is the 90° rotation and ``s = (−dy, −dx)``.
+    """
+    from cryo_pipeline.io.imod_alignment import write_xf, xf_from_alignment
+    from cryo_pipeline.ops.image_alignment import TiltAlignment, rotation_matrix_xy
 
-def write_stack(series: np.ndarray, angles: np.ndarray, dy: np.ndarray, dx: np.ndarray, out_dir: Path) -> None:
-    """The aligned series (axis on y), rows ``ROWS``, Fourier-binned by ``BIN``: MRC (67.2 Å/px) + .tlt."""
-    from cryo_pipeline.io.angles import write_tilt_angles
-    from cryo_pipeline.io.mrc import write_mrc
-    from cryo_pipeline.ops.binning import fourier_rescale_3d
-
-    aligned = _apply(series, dy, dx)[:, ROWS[0]:ROWS[1]]
-    n, h, w = aligned.shape
-    binned = fourier_rescale_3d(aligned, shape_zyx_out=(n, h // BIN, w // BIN)).astype(np.float32)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_mrc(out_dir / "needle_aligned_bin2.mrc", binned, voxel_size_angstrom=33.6 * BIN)
-    write_tilt_angles(out_dir / "needle_aligned_bin2.tlt", angles)
-    print(f"wrote {out_dir / 'needle_aligned_bin2.mrc'} {binned.shape}", file=sys.stderr)
+    n = dy.size
+    alignment = TiltAlignment(np.repeat(rotation_matrix_xy(90.0)[None], n, axis=0), np.stack([-dy, -dx], axis=1),
+                              np.arange(n), source="config/real/align_needle.py")
+    write_xf(path, *xf_from_alignment(alignment))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def main() -> int:
@@ -105,13 +101,7 @@ def main() -> int:
         dx, dy = dx + ddx, dy + ddy
         print(f"round {round_ + 1}: residual shift rms across {np.sqrt(np.mean(ddx**2)):.2f} px, "
               f"along {np.sqrt(np.mean(ddy**2)):.2f} px", file=sys.stderr)
-    # raw frame: x along the tilt axis (= transposed rows), y across it (= transposed columns)
-    out = HERE / "needle_stem_shifts.tsv"
-    lines = ["angle_deg\tdx_px\tdy_px"] + [f"{a:g}\t{sx:.3f}\t{sy:.3f}" for a, sx, sy in zip(angles, dy, dx, strict=True)]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
-    if "--write-stack" in sys.argv:
-        write_stack(series, angles, dy, dx, Path(sys.argv[sys.argv.index("--write-stack") + 1]))
+    write_needle_xf(HERE / "needle_stem.xf", dy, dx)
     return 0
 
 

@@ -560,6 +560,7 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles", default=None, help=".tlt/.rawtlt/.mdoc (optional with an .aln or portal alignment)")
     p.add_argument("--alignment", default=None, help="IMOD .xf, AreTomo .aln or portal alignment_metadata.json")
     _add_dataset(p)
+    _add_config(p)
     p.add_argument("--out", required=True, type=Path, help="aligned tilt series MRC to write (record beside it)")
     p.add_argument("--angles-out", required=True, type=Path, help=".tlt of the aligned images to write")
 
@@ -569,8 +570,8 @@ def _align(args: argparse.Namespace) -> None:
 
     align_tilt_series.run(tilt_series_path=args.tilt_series, angles_path=_optional_path(args.angles),
                           alignment_path=_optional_path(args.alignment),
-                          dataset=parse_row(args.dataset_json, "align_tilt_series"), out=args.out,
-                          angles_out=args.angles_out)
+                          dataset=parse_row(args.dataset_json, "align_tilt_series"),
+                          cfg=_config(args, "align_tilt_series"), out=args.out, angles_out=args.angles_out)
 
 
 def _portal_args(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from cryo_pipeline.config.execution import ExecutionConfig, moved_key_errors
 from cryo_pipeline.config.stages import (
+    AlignConfig,
     BinConfig,
     CnConfig,
     DeconvolveConfig,
@@ -29,7 +30,7 @@ from cryo_pipeline.config.stages import (
 )
 
 STAGE_SECTIONS = (
-    "simulate", "fourier_wedge", "project", "wbp", "reference", "bin", "deconvolve", "mask", "extract", "train",
+    "simulate", "fourier_wedge", "project", "align", "wbp", "reference", "bin", "deconvolve", "mask", "extract", "train",
     "predict", "cn", "stitch", "evaluate", "report",
 )
 
@@ -50,6 +51,7 @@ class PipelineConfig(StageConfig):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     fourier_wedge: FourierWedgeConfig = Field(default_factory=FourierWedgeConfig)
     project: ProjectConfig = Field(default_factory=ProjectConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     wbp: WbpConfig = Field(default_factory=WbpConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     bin: BinConfig = Field(default_factory=BinConfig)

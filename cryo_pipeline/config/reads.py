@@ -81,7 +81,7 @@ STAGE_READS: dict[str, Reads] = {
     "evaluate": Reads(sheet=("dataset", "kind", "data_kind", "corruption", "angles", "tilt_min_deg", "tilt_max_deg",
                              "tilt_step_deg"), section="evaluate", keys=ALL),
     "collect_metrics": Reads(),
-    "align_tilt_series": Reads(sheet=("dataset", "voxel_size_angstrom", "tilt_axis_deg")),
+    "align_tilt_series": Reads(sheet=("dataset", "voxel_size_angstrom", "tilt_axis_deg"), section="align", keys=ALL),
     "fetch_portal": _PORTAL,
     "fetch_portal_tiltseries": _PORTAL,
     "fetch_portal_tomogram": _PORTAL,

@@ -54,6 +54,23 @@ class ProjectConfig(StageConfig):
     )
 
 
+class AlignConfig(StageConfig):
+    """``align_tilt_series``: how a raw tilt series (``alignment``/``tilt_axis_deg`` rows) becomes the series every
+    stage reads."""
+
+    bin_factor: int = Field(
+        1, ge=1, le=16,
+        description="Fourier-bin the aligned images by this factor in the same pass (centred as block averaging). "
+        "The sheet's voxel_size_angstrom is then the binned pixel size (raw × bin_factor), as every later stage "
+        "reads the binned series.",
+    )
+    subtract_background: bool = Field(
+        False,
+        description="Subtract each raw image's background level (the median of its outermost ring of pixels) so "
+        "the background is 0: detectors that count with an offset (HAADF-STEM). Leave false for cryo-ET contrast.",
+    )
+
+
 class WbpConfig(StageConfig):
     """``reconstruct_wbp``: weighted back-projection, the baseline."""
 
