@@ -16,6 +16,7 @@ include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/cryogen.smk"
 include: "workflow/rules/cn.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

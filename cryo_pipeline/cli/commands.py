@@ -132,9 +132,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _add_config(p)
     p.add_argument("--out", required=True, type=Path, help="one-row metrics TSV to write")
     p.add_argument("--curves-out", required=True, type=Path, help="FSC curves JSON to write")
+    from cryo_pipeline.cli.validation_commands import add_evaluate_validation_args
+
+    add_evaluate_validation_args(p)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from cryo_pipeline.cli.validation_commands import evaluate_validation_inputs
     from cryo_pipeline.stages import evaluate
 
     cfg = _config(args, "evaluate")
@@ -147,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         curves_out=args.curves_out,
         ground_truth_path=_optional_path(args.ground_truth),
         meta_path=_optional_path(args.meta),
+        validation=evaluate_validation_inputs(args),
+        heldout_out=_optional_path(args.heldout_out),
     )
 
 
@@ -154,12 +160,15 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _collect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", required=True, nargs="+", type=Path, help="one-row metric TSVs")
     p.add_argument("--out", required=True, type=Path, help="combined metrics.tsv to write")
+    p.add_argument("--heldout-inputs", nargs="*", default=[], type=Path, help="held-out-tilt side tables")
+    p.add_argument("--heldout-out", default=None, type=Path, help="combined heldout_tilts.tsv to write")
 
 
 def _collect(args: argparse.Namespace) -> None:
     from cryo_pipeline.stages import collect_metrics
 
-    collect_metrics.run(inputs=args.inputs, out=args.out)
+    collect_metrics.run(inputs=args.inputs, out=args.out, heldout_inputs=args.heldout_inputs,
+                        heldout_out=args.heldout_out)
 
 
 # --- report ----------------------------------------------------------------------------
@@ -553,6 +562,7 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles", default=None, help=".tlt/.rawtlt/.mdoc (optional with an .aln or portal alignment)")
     p.add_argument("--alignment", default=None, help="IMOD .xf, AreTomo .aln or portal alignment_metadata.json")
     _add_dataset(p)
+    _add_config(p)
     p.add_argument("--out", required=True, type=Path, help="aligned tilt series MRC to write (record beside it)")
     p.add_argument("--angles-out", required=True, type=Path, help=".tlt of the aligned images to write")
 
@@ -562,8 +572,8 @@ def _align(args: argparse.Namespace) -> None:
 
     align_tilt_series.run(tilt_series_path=args.tilt_series, angles_path=_optional_path(args.angles),
                           alignment_path=_optional_path(args.alignment),
-                          dataset=parse_row(args.dataset_json, "align_tilt_series"), out=args.out,
-                          angles_out=args.angles_out)
+                          dataset=parse_row(args.dataset_json, "align_tilt_series"),
+                          cfg=_config(args, "align_tilt_series"), out=args.out, angles_out=args.angles_out)
 
 
 def _portal_args(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from cryo_pipeline import __version__
 from cryo_pipeline.cli.commands import COMMANDS
+from cryo_pipeline.cli.validation_commands import VALIDATION_COMMANDS
 
 log = logging.getLogger("cryo_pipeline")
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=0, help="CPU threads for torch (a rule passes its allocation); 0 = default"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+    for name, (help_text, add_arguments, handler) in {**COMMANDS, **VALIDATION_COMMANDS}.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command)
         command.set_defaults(handler=handler)

@@ -62,6 +62,27 @@ def parse_shape_px(text: str | int | None) -> tuple[int, int, int] | None:
     return sizes  # type: ignore[return-value]
 
 
+MIN_TILTS_PER_HALF = 4
+"""A half with fewer tilts than this cannot give a tomogram worth comparing (``halves``)."""
+_ANGLE_TOLERANCE_DEG = 1e-2  # as ops.tilts: an angle this close to a bound is inside
+
+
+def check_alternate_halves(angles_deg, row: DatasetRow, *, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` and column halves when a half of the working tilts has < 4.
+
+    Halves alternate along the working tilts (:func:`cryo_pipeline.ops.tilts.alternate_halves`),
+    so the smaller one holds ``n // 2`` of the ``n`` working tilts.
+    """
+    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
+    inside = (angles >= row.tilt_min_deg - _ANGLE_TOLERANCE_DEG) & (angles <= row.tilt_max_deg + _ANGLE_TOLERANCE_DEG)
+    smaller = int(np.count_nonzero(inside)) // 2
+    if smaller < MIN_TILTS_PER_HALF:
+        raise ValueError(
+            f"{where}: column halves: a half has only {smaller} tilt(s); half maps need at least "
+            f"{MIN_TILTS_PER_HALF} per half (widen the tilt range or drop halves)"
+        )
+
+
 class DatasetRow(BaseModel):
     """A dataset: what to load or simulate, its geometry and the methods to run."""
 
@@ -101,6 +122,21 @@ class DatasetRow(BaseModel):
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Kind empiar only: sha256 of the source, checked on download."
     )
+    reference_tilt_min_deg: float | None = Field(
+        None, ge=-90.0, le=90.0,
+        description="Tilt series: lower end of the range a full-range reference is reconstructed from "
+        "(must be <= tilt_min_deg); empty = no reference.",
+    )
+    reference_tilt_max_deg: float | None = Field(
+        None, ge=-90.0, le=90.0, description="Tilt series: upper end of the reference range (>= tilt_max_deg)."
+    )
+    halves: Literal["alternate", "frames"] | None = Field(
+        None,
+        description="Tilt series: run every method on two halves too (alternate = even/odd tilts by angle; "
+        "frames = the even/odd frame stacks in source_even/source_odd) for the half-map FSC.",
+    )
+    source_even: str | None = Field(None, description="halves: frames — tilt series from the even movie frames.")
+    source_odd: str | None = Field(None, description="halves: frames — tilt series from the odd movie frames.")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -173,7 +209,66 @@ class DatasetRow(BaseModel):
         if self.effective_kind == "tomogram" and set(TILT_SERIES_METHODS) & set(self.methods):
             raise ValueError(f"dataset {name}: methods {' and '.join(TILT_SERIES_METHODS)} need a tilt series; "
                              "a tomogram has none")
+        self._check_validation_columns()
         return self
+
+    def _check_validation_columns(self) -> None:
+        """Reference range and halves (issue 12): tilt series only, nested ranges, frame stacks paired."""
+        name = self.dataset
+        given = [c for c in ("reference_tilt_min_deg", "reference_tilt_max_deg", "halves") if getattr(self, c) is not None]
+        if given and not self.has_tilt_series:
+            raise ValueError(
+                f"dataset {name}: column {given[0]} needs a tilt series, but kind is {self.effective_kind}"
+                + (" (corruption 'fourier')" if self.kind == "synthetic" else "")
+                + f"; leave {given[0]} empty"
+            )
+        lo, hi = self.reference_tilt_min_deg, self.reference_tilt_max_deg
+        if (lo is None) != (hi is None):
+            missing = "reference_tilt_max_deg" if hi is None else "reference_tilt_min_deg"
+            raise ValueError(f"dataset {name}: column {missing} is empty but its partner is set; give both or neither")
+        if lo is not None and lo > self.tilt_min_deg:
+            raise ValueError(
+                f"dataset {name}: column reference_tilt_min_deg ({lo:g}) is above tilt_min_deg ({self.tilt_min_deg:g}): "
+                "the reference range must contain the working range"
+            )
+        if hi is not None and hi < self.tilt_max_deg:
+            raise ValueError(
+                f"dataset {name}: column reference_tilt_max_deg ({hi:g}) is below tilt_max_deg ({self.tilt_max_deg:g}): "
+                "the reference range must contain the working range"
+            )
+        frames = [c for c in ("source_even", "source_odd") if getattr(self, c) is not None]
+        if self.halves == "frames" and len(frames) < 2:
+            missing = "source_odd" if "source_even" in frames else "source_even"
+            raise ValueError(f"dataset {name}: halves 'frames' needs column {missing} (the odd/even frame stack)")
+        if frames and self.halves != "frames":
+            raise ValueError(f"dataset {name}: column {frames[0]} applies to halves 'frames' only "
+                             f"(halves is {self.halves or 'empty'})")
+        if self.halves == "alternate" and self.kind == "synthetic":
+            check_alternate_halves(self.nominal_angles_deg(default_step_deg=self.tilt_step_deg or 1.0),
+                                   self, where=f"dataset {name}")
+
+    def simulated_angles_deg(self) -> np.ndarray:
+        """Tilts a synthetic ``tiltseries`` row is projected at: the working range's nominal angles
+        (:meth:`nominal_angles_deg` with ``tilt_step_deg``), extended by the same step outward to
+        the reference range when there is one (so the working tilts are the same with or without it).
+        """
+        if self.tilt_step_deg is None:
+            raise ValueError(f"dataset {self.dataset}: simulating a tilt series needs tilt_step_deg")
+        angles = self.nominal_angles_deg(default_step_deg=self.tilt_step_deg)
+        if self.reference_range_deg is None:
+            return angles
+        lo, hi = self.reference_range_deg
+        step = self.tilt_step_deg
+        below = self.tilt_min_deg - step * np.arange(1, int(np.floor((self.tilt_min_deg - lo) / step + 1e-6)) + 1)
+        above = self.tilt_max_deg + step * np.arange(1, int(np.floor((hi - self.tilt_max_deg) / step + 1e-6)) + 1)
+        return np.concatenate([below[::-1], angles, above])
+
+    @property
+    def reference_range_deg(self) -> tuple[float, float] | None:
+        """``(reference_tilt_min_deg, reference_tilt_max_deg)``, or None without a reference range."""
+        if self.reference_tilt_min_deg is None or self.reference_tilt_max_deg is None:
+            return None
+        return (self.reference_tilt_min_deg, self.reference_tilt_max_deg)
 
     def _check_empiar(self) -> None:
         name = self.dataset

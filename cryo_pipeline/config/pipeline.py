@@ -10,15 +10,17 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from cryo_pipeline.config.execution import ExecutionConfig, moved_key_errors
 from cryo_pipeline.config.stages import (
+    AlignConfig,
     BinConfig,
     CnConfig,
     DeconvolveConfig,
     EvaluateConfig,
     ExtractConfig,
+    FourierWedgeConfig,
     MaskConfig,
     PredictConfig,
-    FourierWedgeConfig,
     ProjectConfig,
+    ReferenceConfig,
     ReportConfig,
     SimulateConfig,
     StageConfig,
@@ -28,8 +30,8 @@ from cryo_pipeline.config.stages import (
 )
 
 STAGE_SECTIONS = (
-    "simulate", "fourier_wedge", "project", "wbp", "bin", "deconvolve", "mask", "extract", "train", "predict",
-    "cn", "stitch", "evaluate", "report",
+    "simulate", "fourier_wedge", "project", "align", "wbp", "reference", "bin", "deconvolve", "mask", "extract", "train",
+    "predict", "cn", "stitch", "evaluate", "report",
 )
 
 
@@ -49,7 +51,9 @@ class PipelineConfig(StageConfig):
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     fourier_wedge: FourierWedgeConfig = Field(default_factory=FourierWedgeConfig)
     project: ProjectConfig = Field(default_factory=ProjectConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     wbp: WbpConfig = Field(default_factory=WbpConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     bin: BinConfig = Field(default_factory=BinConfig)
     deconvolve: DeconvolveConfig = Field(default_factory=DeconvolveConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cryo_pipeline.config.methods import WBP
+
 
 class StageConfig(BaseModel):
     """Base: unknown keys are errors, NaN/Inf are not numbers, instances are immutable."""
@@ -61,6 +63,23 @@ class ProjectConfig(StageConfig):
     )
 
 
+class AlignConfig(StageConfig):
+    """``align_tilt_series``: how a raw tilt series (``alignment``/``tilt_axis_deg`` rows) becomes the series every
+    stage reads."""
+
+    bin_factor: int = Field(
+        1, ge=1, le=16,
+        description="Fourier-bin the aligned images by this factor in the same pass (centred as block averaging). "
+        "The sheet's voxel_size_angstrom is then the binned pixel size (raw × bin_factor), as every later stage "
+        "reads the binned series.",
+    )
+    subtract_background: bool = Field(
+        False,
+        description="Subtract each raw image's background level (the median of its outermost ring of pixels) so "
+        "the background is 0: detectors that count with an offset (HAADF-STEM). Leave false for cryo-ET contrast.",
+    )
+
+
 class WbpConfig(StageConfig):
     """``reconstruct_wbp``: weighted back-projection, the baseline."""
 
@@ -69,6 +88,24 @@ class WbpConfig(StageConfig):
     )
     thickness_px: int | None = Field(
         None, ge=1, description="Reconstructed z thickness for real tilt series; empty = the detector width."
+    )
+
+
+SIRT = "sirt"
+"""``reference.method``: non-negative SIRT (the other one is WBP)."""
+
+
+class ReferenceConfig(StageConfig):
+    """``reconstruct_reference``: the full-range reference of a row with a reference range (issue 12)."""
+
+    method: Literal[WBP, SIRT] = Field(
+        WBP,
+        description="wbp: weighted back-projection (wbp.filter); sirt: non-negative SIRT, for data with a zero "
+        "background (HAADF-STEM, phantoms), measured to give a better reference there.",
+    )
+    sirt_iterations: int = Field(50, ge=1, le=1000, description="SIRT updates (method sirt).")
+    filter: Literal["ramp", "shepp-logan", "cosine", "hann", "hamming"] = Field(
+        "ramp", description="Apodisation of the ramp filter (method wbp)."
     )
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from cryo_pipeline.config.dataset import DatasetRow, PHANTOM_NAMES
+from cryo_pipeline.config.dataset import PHANTOM_NAMES, DatasetRow, check_alternate_halves
+from cryo_pipeline.config.halves import split_half_name
+from cryo_pipeline.io.angles import read_tilt_angles
 from cryo_pipeline.config.pipeline import format_validation_error
 
 REQUIRED_COLUMNS = (
@@ -24,8 +26,10 @@ REQUIRED_COLUMNS = (
 CTF_COLUMNS = ("voltage_kv", "cs_mm", "defocus_angstrom", "amplitude_contrast", "phase_shift_deg", "phase_flipped")
 FETCH_COLUMNS = ("data_kind", "sha256")  # kind empiar
 ALIGNMENT_COLUMNS = ("tilt_axis_deg", "alignment")  # raw tilt series
-OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS, *ALIGNMENT_COLUMNS)
-_PATH_COLUMNS = ("source", "angles", "mask", "alignment")
+VALIDATION_COLUMNS = ("reference_tilt_min_deg", "reference_tilt_max_deg", "halves", "source_even", "source_odd")
+OPTIONAL_COLUMNS = ("angles", "seed", "shape_px", "mask", *CTF_COLUMNS, *FETCH_COLUMNS, *ALIGNMENT_COLUMNS,
+                    *VALIDATION_COLUMNS)
+_PATH_COLUMNS = ("source", "angles", "mask", "alignment", "source_even", "source_odd")
 
 
 def _resolve(value: str, base: Path) -> str:
@@ -65,6 +69,16 @@ def _read_table(path: Path) -> tuple[int, list[str], list[tuple[int, list[str]]]
     while header and not header[-1]:  # trailing tabs
         header.pop()
     return header_line, header, [(n, [_unquote(c) for c in line.split("\t")]) for n, line in lines[1:]]
+
+
+def _check_halves_of_angles_file(row: DatasetRow, label: str) -> None:
+    """halves 'alternate' on a tilt series: each half of the working tilts needs >= 4 (read from its angles file).
+
+    An ``empiar`` row's angles arrive with the fetch; ``split_halves`` checks those.
+    """
+    if row.halves != "alternate" or row.kind != "tiltseries" or not row.angles or not Path(row.angles).is_file():
+        return
+    check_alternate_halves(read_tilt_angles(Path(row.angles)), row, where=label)
 
 
 def read_dataset_sheet(path: Path) -> list[DatasetRow]:
@@ -126,11 +140,19 @@ def read_dataset_sheet(path: Path) -> list[DatasetRow]:
                                                                  or values.get("kind") == "portal")):
                 values[column] = _resolve(values[column], path.parent)
         try:
-            rows.append(DatasetRow.model_validate(values))
+            row = DatasetRow.model_validate(values)
+            _check_halves_of_angles_file(row, label)
+            rows.append(row)
         except ValidationError as error:
             problems.append(format_validation_error(error, source=label))
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise ValueError("; ".join(problems))
+    derived = [r.dataset for r in rows if split_half_name(r.dataset)]
+    if derived:
+        raise ValueError(f"{path}: dataset name(s) {', '.join(derived)} end in __even/__odd, which names the "
+                         "halves of a 'halves' row; rename them")
     names = [r.dataset for r in rows]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

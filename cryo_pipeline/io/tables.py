@@ -21,16 +21,20 @@ import numpy as np
 import pandas as pd
 
 from cryo_pipeline.io.atomic import atomic_write_text
+from cryo_pipeline.ops.validation import HELDOUT_TILT_COLUMNS, VALIDATION_COLUMNS
 
 __all__ = [
+    "HELDOUT_TABLE_COLUMNS",
     "LOSS_COLUMNS",
     "METRIC_COLUMNS",
     "METRIC_NUMERIC_COLUMNS",
     "METRIC_OPTIONAL_COLUMNS",
+    "METRIC_OPTIONAL_TEXT_COLUMNS",
     "METRIC_TEXT_COLUMNS",
     "SUBTOMO_TABLE_COLUMNS",
     "read_subtomo_table",
     "table_text",
+    "write_heldout_table",
     "write_loss_table",
     "write_metrics_row",
     "write_subtomo_table",
@@ -66,19 +70,31 @@ METRIC_COLUMNS = (
     "volume_path",
     "ground_truth_path",
     "curves_path",
+    "reference",
+    *VALIDATION_COLUMNS,
+    "heldout_path",
 )
-"""Columns of ``metrics.tsv`` in their order (DESIGN.md §4 describes the metrics)."""
+"""Columns of ``metrics.tsv`` in their order (DESIGN.md §4 describes the metrics). ``reference``: what the
+reference-based columns were scored against (``ground_truth``, ``full_range`` or empty); the validation
+scores (issue 12, :data:`cryo_pipeline.ops.validation.VALIDATION_COLUMNS`); ``heldout_path``: the side table."""
+METRIC_OPTIONAL_TEXT_COLUMNS = ("reference", "heldout_path")
+"""Text columns an older table may lack (issue 12)."""
 METRIC_TEXT_COLUMNS = (
     "dataset", "method", "kind", "corruption", "device", "volume_path", "ground_truth_path", "curves_path",
 )
 """Metric-table columns that hold text ('' when empty)."""
-METRIC_OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper")
-"""Numeric columns only some methods fill (``seam_ratio``: CN) or newer tables have (the CN paper's metric);
-an older table may lack them."""
+METRIC_OPTIONAL_COLUMNS = ("seam_ratio", "seam_ratio_ground_truth", "psnr_cn_paper_db", "ssim_cn_paper",
+                           *VALIDATION_COLUMNS)
+"""Numeric columns only some methods or runs fill (``seam_ratio``: CN; the validation scores) or newer
+tables have (the CN paper's metric); an older table may lack them."""
 METRIC_NUMERIC_COLUMNS = tuple(
-    c for c in METRIC_COLUMNS if c not in METRIC_TEXT_COLUMNS and c not in METRIC_OPTIONAL_COLUMNS
+    c for c in METRIC_COLUMNS
+    if c not in METRIC_TEXT_COLUMNS and c not in METRIC_OPTIONAL_COLUMNS and c not in METRIC_OPTIONAL_TEXT_COLUMNS
 )
 """Metric-table columns that hold numbers (NaN when empty)."""
+
+HELDOUT_TABLE_COLUMNS = ("dataset", "method", *HELDOUT_TILT_COLUMNS)
+"""Columns of ``heldout_tilts.tsv``: one row per held-out tilt of a (dataset, method) (issue 12)."""
 
 LOSS_COLUMNS = ("step", "epoch", "loss_energy", "loss_adversarial", "loss_data", "loss_consistency",
                 "lambda", "lr", "seconds")
@@ -105,6 +121,11 @@ def write_metrics_row(path: str | os.PathLike[str], row: Mapping[str, object]) -
     if unknown:
         raise ValueError(f"{path}: {', '.join(unknown)} are not metrics columns; add them to METRIC_COLUMNS")
     atomic_write_text(Path(path), table_text(pd.DataFrame([dict(row)], columns=list(METRIC_COLUMNS))))
+
+
+def write_heldout_table(path: str | os.PathLike[str], rows: Iterable[Mapping[str, object]]) -> None:
+    """Write the held-out-tilt side table (:data:`HELDOUT_TABLE_COLUMNS`; header only for no rows), atomically."""
+    atomic_write_text(Path(path), table_text(pd.DataFrame(list(rows), columns=list(HELDOUT_TABLE_COLUMNS))))
 
 
 def write_loss_table(path: str | os.PathLike[str], rows: Iterable[Sequence[float]]) -> None:

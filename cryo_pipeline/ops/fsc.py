@@ -70,6 +70,31 @@ def fourier_shell_correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
     return np.arange(sums.n_shells), shell_fsc(sums)
 
 
+def region_shell_fsc(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """FSC per shell (DC … Nyquist) restricted to the Fourier voxels where ``region`` is True.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        ``(d, h, w)`` real volumes of equal shape.
+    region : numpy.ndarray
+        ``(d, h, w)`` bool, unshifted (DC at index 0), e.g. :func:`measured_region_mask_3d`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(min(d, h, w)//2 + 1,)``; NaN where a shell has no voxel in the region, 0 where
+        either volume has no power there.
+    """
+    a, b = _check_pair(a, b)
+    region = np.asarray(region, dtype=bool)
+    if region.shape != a.shape:
+        raise ValueError(f"region shape {region.shape} does not match the volumes' {a.shape}")
+    shells, n = _clipped_shells(a.shape)
+    count = np.bincount(shells[region], minlength=n + 1)[:n]
+    return np.where(count > 0, _shell_fsc(_spectra(a, b), shells, n, region), np.nan)
+
+
 def shell_frequency_per_angstrom(n_shells: int, *, box_px: int, voxel_size_angstrom: float) -> np.ndarray:
     """Spatial frequency of shells 0 … n_shells−1: k / (box_px · voxel_size) in 1/Å.
 

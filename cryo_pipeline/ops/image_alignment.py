@@ -35,6 +35,7 @@ __all__ = [
     "align_image",
     "align_stack",
     "border_mean",
+    "border_median",
     "quarter_turns",
     "rotate_to_tilt_axis_y",
     "rotated_shape_yx",
@@ -92,6 +93,18 @@ def border_mean(image: np.ndarray) -> float:
         raise ValueError(f"border_mean needs a non-empty 2D image, got shape {image.shape}")
     ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
     return float(ring.mean(dtype=np.float64))
+
+
+def border_median(image: np.ndarray) -> float:
+    """Median of the outermost ring of pixels of a ``(h, w)`` image: its background level.
+
+    Robust to an object that reaches the border over less than half of the ring (a rod
+    crossing the field, a grid bar), where :func:`border_mean` is pulled towards it.
+    """
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"border_median needs a non-empty 2D image, got shape {image.shape}")
+    ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    return float(np.median(ring))
 
 
 def align_image(

@@ -102,6 +102,22 @@ def filter_tilt_series(tilt_series: torch.Tensor, *, window: str = "ramp") -> to
     return torch.fft.irfft(spectrum * response, n=n_pad, dim=-1)[..., :n_det]
 
 
+def checked_tilt_series(tilt_series, angles_deg, *, volume_shape_zyx: tuple[int, int, int]):
+    """A reconstruction's inputs as ``(float32 tensor, float64 angles, was_numpy)``, checked.
+
+    Raises ``ValueError`` when the angles do not match the images or the series' height
+    does not match the volume's.
+    """
+    was_numpy = not isinstance(tilt_series, torch.Tensor)
+    series = torch.from_numpy(np.ascontiguousarray(tilt_series, dtype=np.float32)) if was_numpy else tilt_series
+    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
+    if angles.size != series.shape[0]:
+        raise ValueError(f"tilt angles ({angles.size}) do not match tilt images ({series.shape[0]})")
+    if series.shape[1] != volume_shape_zyx[1]:
+        raise ValueError(f"tilt series height {series.shape[1]} != volume height {volume_shape_zyx[1]}")
+    return series, angles, was_numpy
+
+
 def weighted_backprojection_3d(
     tilt_series,
     angles_deg,
@@ -127,13 +143,7 @@ def weighted_backprojection_3d(
     numpy.ndarray or torch.Tensor
         ``(d, h, w)`` float32, the same kind as the input.
     """
-    was_numpy = not isinstance(tilt_series, torch.Tensor)
-    series = torch.from_numpy(np.ascontiguousarray(tilt_series, dtype=np.float32)) if was_numpy else tilt_series
-    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
-    if angles.size != series.shape[0]:
-        raise ValueError(f"tilt angles ({angles.size}) do not match tilt images ({series.shape[0]})")
-    if series.shape[1] != volume_shape_zyx[1]:
-        raise ValueError(f"tilt series height {series.shape[1]} != volume height {volume_shape_zyx[1]}")
+    series, angles, was_numpy = checked_tilt_series(tilt_series, angles_deg, volume_shape_zyx=volume_shape_zyx)
     weights = torch.as_tensor(angular_weights_rad(angles), dtype=series.dtype, device=series.device)
     filtered = filter_tilt_series(series, window=window) * weights[:, None, None]
     projector = ParallelBeamProjector(

@@ -250,22 +250,25 @@ _FSC_PANELS = (("fsc_curve", "FSC (all of Fourier space)"),
                ("fsc_missing_curve", "directional FSC: missing region"))
 
 
-def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]]) -> bytes:
+def fsc_figure(curves: Mapping[str, Mapping[str, list[float] | np.ndarray]],
+               *, panels: Sequence[tuple[str, str]] = _FSC_PANELS) -> bytes:
     """FSC and directional FSC against spatial frequency, one line per method.
 
     Parameters
     ----------
     curves : mapping of method to curves
-        Each value has ``frequency_per_angstrom`` and any of ``fsc_curve``,
-        ``fsc_measured_curve``, ``fsc_missing_curve`` (same length). One panel per
-        curve kind present in at least one method.
+        Each value has ``frequency_per_angstrom`` and any of the ``panels``' keys
+        (default ``fsc_curve``, ``fsc_measured_curve``, ``fsc_missing_curve``; same
+        length). One panel per curve kind present in at least one method.
+    panels : sequence of (key, title)
+        The curve kinds to draw, in order.
 
     Returns
     -------
     bytes
         PNG image with dashed lines at FSC = 0.143 and 0.5.
     """
-    panels = [(k, t) for k, t in _FSC_PANELS if any(len(c.get(k, ())) for c in curves.values())]
+    panels = [(k, t) for k, t in panels if any(len(c.get(k, ())) for c in curves.values())]
     if not panels:
         raise ValueError("fsc_figure needs at least one non-empty FSC curve")
     with closing_subplots(1, len(panels), figsize=(len(panels) * 3.6, 3.2)) as (fig, axes):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from cryo_pipeline.io.tables import METRIC_NUMERIC_COLUMNS as NUMERIC_COLUMNS
 from cryo_pipeline.io.tables import METRIC_OPTIONAL_COLUMNS as OPTIONAL_NUMERIC_COLUMNS
+from cryo_pipeline.io.tables import METRIC_OPTIONAL_TEXT_COLUMNS as OPTIONAL_TEXT_COLUMNS
 from cryo_pipeline.io.tables import METRIC_TEXT_COLUMNS as TEXT_COLUMNS
 from cryo_pipeline.report.methods import method_rank
 
@@ -52,7 +53,7 @@ def normalise_metrics(table: pd.DataFrame, *, source: str, allow_empty: bool = F
     absent = [c for c in (*TEXT_COLUMNS, *NUMERIC_COLUMNS) if c not in table.columns]
     if absent:
         logger.warning("%s: columns %s absent; shown as empty", source, absent)
-    for col in TEXT_COLUMNS:
+    for col in (*TEXT_COLUMNS, *OPTIONAL_TEXT_COLUMNS):
         table[col] = table[col].fillna("").astype(str).str.strip() if col in table.columns else ""
     for col in (*NUMERIC_COLUMNS, *OPTIONAL_NUMERIC_COLUMNS):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float) if col in table.columns else np.nan

@@ -14,9 +14,18 @@ give:
   once, with its shifts and rotation combined. An alignment carries its own rotation,
   so ``tilt_axis_deg`` must then be empty.
 
-Outputs: the aligned stack (MRC, float32, the raw pixel size), the angles of its
+Config ``align:`` (:class:`cryo_pipeline.config.stages.AlignConfig`):
+
+* ``subtract_background``: each raw image's border median is subtracted first, so the
+  background is 0 (detectors that count with an offset: HAADF-STEM);
+* ``bin_factor``: the aligned images are Fourier-binned by that factor in the same pass
+  (:func:`cryo_pipeline.ops.aligned_binning.align_and_bin_image`, centred as block
+  averaging). The sheet's ``voxel_size_angstrom`` is then the *binned* pixel size (what
+  every later stage reads); without it, the raw header's pixel size × ``bin_factor``.
+
+Outputs: the aligned stack (MRC, float32; pixel size as above), the angles of its
 images (``.tlt``) and a JSON record of what was applied (source, rotations, shifts,
-kept raw images, sizes) with the provenance.
+kept raw images, sizes, background levels) with the provenance.
 """
 
 from __future__ import annotations
@@ -29,12 +38,14 @@ import numpy as np
 
 from cryo_pipeline.config.dataset import DatasetRow
 from cryo_pipeline.config.projection import reads
+from cryo_pipeline.config.stages import AlignConfig
 from cryo_pipeline.io.angles import check_angles_match, read_tilt_angles, write_tilt_angles
 from cryo_pipeline.io.aretomo_aln import alignment_from_aln
 from cryo_pipeline.io.imod_alignment import alignment_from_xf
 from cryo_pipeline.io.mrc import open_mrc_for_writing, read_mrc_memmap
 from cryo_pipeline.io.portal import alignment_from_portal_json
-from cryo_pipeline.ops.image_alignment import TiltAlignment, align_image, quarter_turns
+from cryo_pipeline.ops.aligned_binning import align_and_bin_image, binned_shape_yx
+from cryo_pipeline.ops.image_alignment import TiltAlignment, border_median, quarter_turns
 from cryo_pipeline.io.stage_records import stage_outputs, write_stage_meta
 
 log = logging.getLogger(__name__)
@@ -97,14 +108,18 @@ def run(
     angles_path: Path | None = None,
     alignment_path: Path | None = None,
     meta_out: Path | None = None,
+    cfg: AlignConfig | None = None,
 ) -> TiltAlignment:
     """Align ``tilt_series_path`` and write ``out`` (MRC), ``angles_out`` (.tlt) and ``meta_out`` (JSON).
 
-    The row gives ``tilt_axis_deg`` and ``voxel_size_angstrom`` (which overrides the
-    header); the files are the rule's inputs. ``meta_out`` defaults to ``out`` with
-    suffix ``.json``. Errors from the inputs are re-raised as one line prefixed with the
-    dataset's name.
+    The row gives ``tilt_axis_deg`` and ``voxel_size_angstrom`` (the output's pixel size:
+    overrides the header, binned already when ``cfg.bin_factor`` > 1); the files are
+    the rule's inputs; ``cfg`` (default :class:`AlignConfig`) the background and
+    binning. ``meta_out`` defaults to ``out`` with suffix ``.json``. Errors from the
+    inputs are re-raised as one line prefixed with the dataset's name.
     """
+    cfg = AlignConfig() if cfg is None else cfg
+    factor = cfg.bin_factor
     tilt_axis_deg, dataset_name = dataset.tilt_axis_deg, dataset.dataset
     voxel_size_angstrom = dataset.voxel_size_angstrom
     tilt_series_path, out, angles_out = Path(tilt_series_path), Path(out), Path(angles_out)
@@ -120,22 +135,31 @@ def run(
                                    images_path=tilt_series_path, angles=angles, angles_path=angles_path)
         kept_angles = _angles_of_kept_views(alignment, angles, angles_path=angles_path, n_images=n_images,
                                             images_path=tilt_series_path)
+        shape = _aligned_shape(alignment, raw.shape[1:], tilt_axis_deg=tilt_axis_deg,
+                               exact=alignment_path is None and factor == 1, bin_factor=factor)
     except ValueError as err:
         raise ValueError(f"dataset {dataset_name}: {err}" if dataset_name else str(err)) from None
+    # exact quarter turns (no interpolation) unless binning resamples anyway
     quarter = quarter_turns(tilt_axis_deg) if alignment_path is None and tilt_axis_deg is not None else None
-    shape = (raw.shape[2], raw.shape[1]) if quarter in (1, 3) else raw.shape[1:]
-    shape = tuple(shape) if quarter is not None else alignment.aligned_shape_yx(raw.shape[1:])
+    quarter = quarter if factor == 1 else None
+    if voxel_size_angstrom is None:
+        voxel *= factor  # the raw header's pixel size, binned
     indices = np.asarray(alignment.raw_indices)
+    levels = np.zeros(indices.size)
     with stage_outputs(out, angles_out, meta_out) as (tmp_out, tmp_angles, tmp_meta):
         with open_mrc_for_writing(tmp_out, (indices.size, *shape), voxel_size_angstrom=voxel,
                                   labels=[f"cryo_pipeline align_tilt_series {alignment.source}"[:80]]) as stack:
             for row, index in enumerate(indices):
                 image = np.asarray(raw[index], dtype=np.float32)
+                if cfg.subtract_background:
+                    levels[row] = border_median(image)
+                    image = image - np.float32(levels[row])
                 if quarter is not None:
                     stack[row] = np.rot90(image, quarter)
                 else:
-                    stack[row] = align_image(image, alignment.matrices_xy[row], alignment.shifts_xy_px[row],
-                                             out_shape_yx=shape)
+                    stack[row] = align_and_bin_image(image, alignment.matrices_xy[row],
+                                                     alignment.shifts_xy_px[row], out_shape_yx=shape,
+                                                     bin_factor=factor)
         write_tilt_angles(tmp_angles, kept_angles)
         rotations = alignment.rotations_deg
         shifts = np.asarray(alignment.shifts_xy_px)
@@ -145,11 +169,22 @@ def run(
                              "max": float(rotations.max())},
             "shift_px": {"max_abs_x": float(np.abs(shifts[:, 0]).max()), "max_abs_y": float(np.abs(shifts[:, 1]).max())},
             "raw_indices": indices.tolist(), "n_raw_images": int(n_images),
-            "raw_shape_yx": list(raw.shape[1:]), "aligned_shape_yx": list(shape),
+            "raw_shape_yx": list(raw.shape[1:]), "aligned_shape_yx": list(shape), "bin_factor": factor,
+            "background_subtracted": {"min": float(levels.min()), "max": float(levels.max())}
+            if cfg.subtract_background else None,
         }
-        write_stage_meta(tmp_meta, stage="align_tilt_series", config=None, dataset=dataset,
+        write_stage_meta(tmp_meta, stage="align_tilt_series", config=cfg, dataset=dataset,
                          runtime_s=time.perf_counter() - start,
                          extra={"alignment": record, "tilt_axis_deg": tilt_axis_deg, "voxel_size_angstrom": voxel})
-    log.info("aligned %d of %d images of %s (%s) -> %s, rotation %.2f deg", indices.size, n_images,
-             tilt_series_path, alignment.source, shape, float(rotations.mean()))
+    log.info("aligned %d of %d images of %s (%s) -> %s at %g A/px (bin %d), rotation %.2f deg%s", indices.size,
+             n_images, tilt_series_path, alignment.source, shape, voxel, factor, float(rotations.mean()),
+             f", background {levels.min():g}..{levels.max():g} subtracted" if cfg.subtract_background else "")
     return alignment
+
+
+def _aligned_shape(alignment: TiltAlignment, raw_shape_yx, *, tilt_axis_deg, exact: bool, bin_factor: int):
+    """The output images' ``(h, w)``: the exact quarter turn's, else every raw pixel kept; binned."""
+    quarter = quarter_turns(tilt_axis_deg) if exact and tilt_axis_deg is not None else None
+    if quarter is not None:
+        return tuple(raw_shape_yx[::-1]) if quarter in (1, 3) else tuple(raw_shape_yx)
+    return binned_shape_yx(alignment.aligned_shape_yx(raw_shape_yx), bin_factor)

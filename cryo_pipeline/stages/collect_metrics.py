@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryo_pipeline.io.atomic import atomic_write_text
-from cryo_pipeline.io.tables import METRIC_COLUMNS, table_text
+from cryo_pipeline.io.tables import METRIC_COLUMNS, table_text, write_heldout_table
 
 
 def combine(inputs: list[Path]) -> pd.DataFrame:
@@ -34,7 +34,15 @@ def combine(inputs: list[Path]) -> pd.DataFrame:
     return table[[*METRIC_COLUMNS, *extra]].sort_values(["dataset", "method"], kind="stable")
 
 
-def run(*, inputs: list[Path], out: Path) -> None:
-    """Write the combined table (:func:`combine`) to ``out`` atomically."""
+def run(*, inputs: list[Path], out: Path, heldout_inputs: list[Path] = (), heldout_out: Path | None = None) -> None:
+    """Write the combined table (:func:`combine`) to ``out`` atomically.
+
+    With ``heldout_out``, also the held-out-tilt side tables of every (dataset, method) in one
+    table (issue 12; header only when there are none).
+    """
     table = combine(inputs)
+    if heldout_out is not None:
+        tables = [pd.read_csv(p, sep="\t") for p in heldout_inputs]
+        rows = [r for t in tables for r in t.to_dict("records")]
+        write_heldout_table(heldout_out, sorted(rows, key=lambda r: (r["dataset"], r["method"], r["angle_deg"])))
     atomic_write_text(Path(out), table_text(table))

@@ -34,7 +34,7 @@ def run(*, volume_path: Path, dataset: DatasetRow, cfg: ProjectConfig, out: Path
     if dataset.tilt_step_deg is None:
         raise ValueError(f"dataset {dataset.dataset}: project_tilt_series needs tilt_step_deg in the sheet")
     loaded = read_mrc(Path(volume_path))
-    angles = dataset.nominal_angles_deg(default_step_deg=dataset.tilt_step_deg)
+    angles = dataset.simulated_angles_deg()  # the reference range's tilts too, when the row has one
     start = time.perf_counter()
     if cfg.projector == "supersampled":
         tilt_series = project_3d_supersampled(loaded.data, angles, detector_width_px=cfg.detector_width_px,

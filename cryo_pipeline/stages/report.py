@@ -35,7 +35,7 @@ from cryo_pipeline.io.sheet import read_dataset_sheet
 from cryo_pipeline.io.stage_records import stage_outputs
 from cryo_pipeline.report import figures
 from cryo_pipeline.report.ablation import ablation_section, detect_sweeps
-from cryo_pipeline.report.dataset import dataset_section
+from cryo_pipeline.report.dataset import dataset_section, load_curves
 from cryo_pipeline.report.failures import failures_section, find_failures
 from cryo_pipeline.report.html import FigureBlock, ReportContext, Section, pretty_json, provenance_items, render_report
 from cryo_pipeline.report.losses import loss_curves_figure, read_loss_table
@@ -45,6 +45,7 @@ from cryo_pipeline.report.records import hardware_text, host_rows, read_volume_r
 from cryo_pipeline.report.runtimes import method_job_seconds, read_benchmarks, runtimes_section
 from cryo_pipeline.report.summary import summary_section
 from cryo_pipeline.report.sweep import gain_figure, psnr_bars_figure, sweep_section, sweep_table, write_sweep_tsv
+from cryo_pipeline.report.validation import validation_section
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,21 @@ def _dataset_sections(table: pd.DataFrame, records: list[dict[str, Any]], *, set
                                               records=by_method)
     _add_preprocessing(sections, preprocess_records, failed)
     _add_losses(sections, loss_tables, failed)
-    return list(sections.values())
+    ordered = []
+    for index, (name, rows) in enumerate(table.groupby("dataset", sort=False), start=1):
+        ordered.append(sections[str(name)])
+        validation = _validation_section(str(name), rows, index=index)
+        if validation is not None:
+            ordered.append(validation)
+    return ordered
+
+
+def _validation_section(name: str, rows: pd.DataFrame, *, index: int) -> Section | None:
+    """The dataset's Validation section (issue 12) from its curves and held-out-tilt tables."""
+    curves = {m: c for m, p in zip(rows["method"], rows["curves_path"], strict=True) if (c := load_curves(p))}
+    heldout = {m: pd.read_csv(p, sep="\t") for m, p in zip(rows["method"], rows["heldout_path"], strict=True)
+               if p and Path(p).is_file()}
+    return validation_section(name, rows, index=index, curves=curves, heldout_tables=heldout)
 
 
 def _default_provenance(metrics_source: str) -> dict[str, str]:

@@ -89,7 +89,7 @@ def test_declared_names_exist():
 def test_a_rules_params_hold_only_its_declared_values():
     row = json.loads(row_json("project_tilt_series", ROW))
     assert row == {"dataset": "d", "tilt_min_deg": -60.0, "tilt_max_deg": 55.0, "tilt_step_deg": 5.0, "snr": 2.0,
-                   "seed": 3}
+                   "seed": 3, "reference_tilt_min_deg": None, "reference_tilt_max_deg": None}
     assert "methods" not in row_json("evaluate", ROW)  # no rule reads methods: adding one reruns nothing
     assert not any("methods" in entry.sheet for entry in STAGE_READS.values())
     cfg = PipelineConfig()

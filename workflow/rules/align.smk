@@ -56,6 +56,7 @@ rule align_tilt_series:
         meta="results/{run}/{dataset}/aligned/tilt_series.json",
     params:
         dataset=sheet_row("align_tilt_series"),
+        config=stage_config("align_tilt_series"),
         angles=optional_input("angles"),
         alignment=optional_input("alignment"),
     log:
@@ -65,7 +66,7 @@ rule align_tilt_series:
     shell:
         """
         cryo-pipeline align-tilt-series --tilt-series {input.tilt_series:q} --angles={params.angles:q} \
-            --alignment={params.alignment:q} --dataset-json {params.dataset:q} \
+            --alignment={params.alignment:q} --dataset-json {params.dataset:q} --config-json {params.config:q} \
             --out {output.tilt_series:q} --angles-out {output.angles:q} > {log:q} 2>&1
         """
 

@@ -8,9 +8,11 @@
 # reruns nothing.
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from cryo_pipeline import __version__
 from cryo_pipeline.config.dataset import FETCH_ROOT
+from cryo_pipeline.config.halves import config_for_dataset, half_name, half_rows, split_half_name
 from cryo_pipeline.config.methods import (
     CORRECTED_METHODS,
     CORRUPTED,
@@ -31,6 +33,14 @@ RUN = CFG.run
 EXECUTION_JSON = CFG.execution.model_dump_json()
 TRAINED = wildcard_pattern(TRAINED_METHODS)
 DATASETS = {row.dataset: row for row in read_dataset_sheet(CFG.datasets)}
+# the halves of every 'halves' row (<dataset>__even, <dataset>__odd): datasets of their own for every rule,
+# but not rows of the report or of collect_metrics (their scores go into the parent's rows)
+HALF_ROWS = {
+    name: half
+    for parent in DATASETS.values()
+    for name, half in half_rows(parent.with_fetched_paths(FETCH_ROOT), base=f"results/{RUN}/{parent.dataset}").items()
+}
+ALL_ROWS = {**DATASETS, **HALF_ROWS}
 
 for _row in DATASETS.values():
     for _method in _row.methods:
@@ -43,13 +53,13 @@ for _row in DATASETS.values():
 
 wildcard_constraints:
     run=re.escape(RUN),
-    dataset="|".join(re.escape(name) for name in DATASETS),
+    dataset="|".join(re.escape(name) for name in ALL_ROWS),
     method=wildcard_pattern(SCORED),
 
 
 def _row(wildcards):
     """The dataset's row as the stages see it: an empiar row points at its fetched files."""
-    return DATASETS[wildcards.dataset].with_fetched_paths(FETCH_ROOT)
+    return ALL_ROWS[wildcards.dataset].with_fetched_paths(FETCH_ROOT)
 
 
 # Files that fetch_dataset downloads: {(dataset, file name): "source" | "angles"} for empiar rows.
@@ -86,8 +96,16 @@ def sheet_row(rule):
 
 
 def stage_config(rule):
-    """The keys of its config section that ``rule``'s stage reads, as JSON (a params value)."""
-    return config_json(rule, CFG)
+    """A params function: the keys of its config section that ``rule``'s stage reads, as JSON.
+
+    A half row's jobs get their training seeds offset (cryo_pipeline.config.halves), so each half
+    trains on its own; every other dataset gets the config as it is.
+    """
+
+    def _json(wildcards):
+        return config_json(rule, config_for_dataset(CFG, wildcards.dataset))
+
+    return _json
 
 
 def science_config_json(wildcards):
@@ -109,8 +127,13 @@ def tilt_series_inputs(wildcards):
             "reference": f"{base}/ground_truth.mrc",
         }
     if row.needs_alignment:
-        return {"tilt_series": f"{base}/aligned/tilt_series.mrc", "angles": f"{base}/aligned/tilt_series.tlt"}
-    return {"tilt_series": row.source, "angles": row.angles}
+        inputs = {"tilt_series": f"{base}/aligned/tilt_series.mrc", "angles": f"{base}/aligned/tilt_series.tlt"}
+    else:
+        inputs = {"tilt_series": row.source, "angles": row.angles}
+    parent = split_half_name(wildcards.dataset)
+    if parent and DATASETS[parent[0]].kind == "synthetic":  # a half: the parent's ground truth sets the depth
+        inputs["reference"] = f"results/{wildcards.run}/{parent[0]}/ground_truth.mrc"
+    return inputs
 
 
 def raw_tilt_series_inputs(wildcards):
@@ -233,7 +256,9 @@ def loss_tables(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    """The volume to score, its stage record (runtime), and the ground truth if known."""
+    """The volume to score, its stage record (runtime), the ground truth if known, and the
+    validation inputs (issue 12): the full-range reference with the whole tilt series, the method's
+    outputs on the two halves, and the volume the method was given."""
     row = _row(wildcards)
     volume = _method_volume(wildcards, wildcards.method)
     inputs = {"volume": volume}
@@ -241,7 +266,37 @@ def evaluation_inputs(wildcards):
         inputs["meta"] = volume[: -len(".mrc")] + ".json"
     if row.has_ground_truth:
         inputs["ground_truth"] = f"results/{wildcards.run}/{wildcards.dataset}/ground_truth.mrc"
+    if row.reference_range_deg is not None:
+        series = tilt_series_inputs(wildcards)
+        inputs.update(reference=f"results/{wildcards.run}/{wildcards.dataset}/reference/volume.mrc",
+                      tilt_series=series["tilt_series"], angles=series["angles"])
+    if row.halves is not None:
+        for half in ("even", "odd"):
+            inputs[f"half_{half}"] = _method_volume(
+                SimpleNamespace(run=wildcards.run, dataset=half_name(wildcards.dataset, half)), wildcards.method)
+    method_input = _method_input(wildcards, row)
+    if method_input:
+        inputs["method_input"] = method_input
     return inputs
+
+
+def _method_input(wildcards, row):
+    """The volume a method was given (fidelity): the preprocessed tomogram (CryoGEN/IsoNet), the WBP
+    (CN, which fits the tilts themselves; WBP itself). The input as given has none."""
+    if wildcards.method in TRAINED_METHODS:
+        return _preprocessed_tomogram(wildcards)
+    if wildcards.method in ("wbp", "cn") and row.has_tilt_series:
+        return f"results/{wildcards.run}/{wildcards.dataset}/wbp/volume.mrc"
+    return ""
+
+
+def heldout_tables(wildcards):
+    """The held-out-tilt side table of every scored (dataset, method) (collect_metrics combines them)."""
+    return [
+        f"results/{wildcards.run}/{name}/{method}/heldout_tilts.tsv"
+        for name, row in DATASETS.items()
+        for method in (CORRUPTED, *row.methods)
+    ]
 
 
 def optional_input(name):

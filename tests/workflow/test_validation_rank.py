@@ -1,0 +1,40 @@
+"""The no-ground-truth scores rank methods as the ground truth does (issue 12, item 4).
+
+Runs ``bench/validation_rank.py --quick`` through the real workflow: two simulated
+datasets (a 32×48×48 phantom and the 65³ ribosome map), ±60° working / ±76° reference,
+halves, methods wbp, isonet, cryogen and cn (8 pairs), demo-scale training shortened.
+"""
+
+import pytest
+
+from bench.validation_rank import measure
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return measure(quick=True, keep=tmp_path_factory.mktemp("rank"))
+
+
+def _rho(result, score, truth):
+    (row,) = [a for a in result["agreement"] if a["score"] == score and a["ground_truth"] == truth]
+    return row
+
+
+def test_every_pair_has_every_validation_score(result):
+    metrics = result["metrics"]
+    assert len(metrics) == 8
+    for column in ("band_fsc_mean", "heldout_ncc_mean", "halfmap_fsc_resolution_angstrom",
+                   "halfmap_dfsc_missing_mean", "measured_region_fsc_mean", "psnr_db", "dfsc_missing_mean"):
+        assert metrics[column].notna().all(), column
+    assert set(metrics["reference"]) == {"ground_truth"}
+
+
+def test_band_fsc_ranks_methods_as_the_ground_truth(result):
+    assert _rho(result, "band_fsc_mean", "dfsc_missing_mean")["spearman_pooled"] >= 0.8
+
+
+def test_halfmap_fsc_ranks_methods_as_the_ground_truth(result):
+    assert _rho(result, "halfmap_fsc_resolution_angstrom", "fsc_resolution_angstrom")["spearman_pooled"] >= 0.8
+
