@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryo_pipeline.ops.fourier import fftfreq_grid_3d
-from cryo_pipeline.ops.fourier_shells import ShellSums, half_spectrum, shell_fsc, shell_sums
+from cryo_pipeline.ops.fourier import fftfreq_grid_3d, shell_index_3d
+from cryo_pipeline.ops.fourier_shells import _NO_POWER, ShellSums, half_spectrum, shell_fsc, shell_sums
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +90,18 @@ def region_shell_fsc(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> np.nda
     region = np.asarray(region, dtype=bool)
     if region.shape != a.shape:
         raise ValueError(f"region shape {region.shape} does not match the volumes' {a.shape}")
-    shells, n = _clipped_shells(a.shape)
-    count = np.bincount(shells[region], minlength=n + 1)[:n]
-    return np.where(count > 0, _shell_fsc(_spectra(a, b), shells, n, region), np.nan)
+    n = min(a.shape) // 2 + 1
+    shells = np.minimum(shell_index_3d(a.shape), n)  # beyond Nyquist: one discarded bin
+    fa = np.fft.fftn(np.asarray(a, dtype=np.float64))
+    fb = np.fft.fftn(np.asarray(b, dtype=np.float64))
+    power_a, power_b = np.abs(fa) ** 2, np.abs(fb) ** 2
+    cross = fa.real * fb.real + fa.imag * fb.imag
+    inside = shells[region]
+    count = np.bincount(inside, minlength=n + 1)[:n]
+    sums = [np.bincount(inside, weights=v[region], minlength=n + 1)[:n] for v in (cross, power_a, power_b)]
+    ok = (sums[1] > _NO_POWER * count * power_a.mean()) & (sums[2] > _NO_POWER * count * power_b.mean())
+    fsc = np.where(ok, sums[0] / np.sqrt(np.where(ok, sums[1] * sums[2], 1.0)), 0.0)
+    return np.where(count > 0, fsc, np.nan)
 
 
 def shell_frequency_per_angstrom(n_shells: int, *, box_px: int, voxel_size_angstrom: float) -> np.ndarray:

@@ -208,5 +208,7 @@ def _validation(volume: np.ndarray, voxel_size_angstrom: float, dataset: Dataset
             halves = Halves(even, odd, dataset.tilt_min_deg, dataset.tilt_max_deg)
     if inputs.method_input_path is not None:
         method_input = _same_grid(inputs.method_input_path, shape, "method input")
+    if heldout is not None or halves is not None or method_input is not None:
+        volume = np.array(volume)  # in memory and writable (torch reprojects it); the scores need it whole
     return validation_scores(volume, voxel_size_angstrom=voxel_size_angstrom,
                              working_angles_deg=angles, heldout=heldout, halves=halves, method_input=method_input)

@@ -272,7 +272,7 @@ def test_unknown_phantom_name(capsys, tmp_path):
     row = {**json.loads(SYNTHETIC), "source": "hollow_spere"}
     line = fails(capsys, "simulate-volume", "--dataset-json", json.dumps(row), "--out", tmp_path / "out" / "g.mrc")
     assert line == ("error: --dataset-json: dataset syn: source 'hollow_spere' is neither a phantom (hollow_sphere, "
-                    "triangular_prism, mixed_shapes) nor a map file (.mrc, .map, .rec, .mrcs, .st, .ali)")
+                    "triangular_prism, mixed_shapes, spheres_set, shapes_set) nor a map file (.mrc, .map, .rec, .mrcs, .st, .ali)")
     assert_nothing_written(tmp_path / "out")
 
 
