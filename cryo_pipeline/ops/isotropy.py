@@ -20,34 +20,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryo_pipeline.ops.fourier import fftfreq_grid_3d, shell_index_3d
+from cryo_pipeline.ops.fourier_shells import half_spectrum
 
 
 def spectral_bandwidths(volume: np.ndarray) -> dict[str, float]:
     """RMS spectral bandwidth (cycles/voxel) along z, y and x of a ``(d, h, w)`` volume.
+
+    From the real FFT's half spectrum, summed z-plane by z-plane (each column that stands for
+    itself and its ``−k`` partner counted twice), so a memory-mapped float32 volume costs one
+    complex64 half spectrum and no float64 grids; DC is excluded, so the mean does not matter.
 
     Returns
     -------
     dict
         ``{"z": B_z, "y": B_y, "x": B_x}``; NaN when the volume has no power off DC.
     """
-    volume = np.asarray(volume, dtype=np.float64)
+    volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"volume must be 3D (d, h, w), got shape {volume.shape}")
-    spectrum = np.fft.fftn(volume - volume.mean())
-    power = spectrum.real**2 + spectrum.imag**2
-    shells = shell_index_3d(volume.shape)
-    inside = (shells >= 1) & (shells <= min(volume.shape) // 2)
-    power = np.where(inside, power, 0.0)
-    total = float(power.sum())
+    d, h, w = volume.shape
+    spectrum = half_spectrum(volume)
+    nyquist = min(volume.shape) // 2
+    cols = np.arange(w // 2 + 1)
+    col_weight = np.where((cols > 0) & ~((w % 2 == 0) & (cols == w // 2)), 2.0, 1.0)
+    fz, fy, fx = np.fft.fftfreq(d), np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    total = along_z = along_y = along_x = 0.0
+    for iz in range(d):
+        shells = np.rint(np.sqrt(fz[iz] ** 2 + fy**2 + fx**2) * min(volume.shape))
+        plane = spectrum[iz]
+        power = (plane.real * plane.real + plane.imag * plane.imag).astype(np.float64)
+        power *= col_weight * ((shells >= 1) & (shells <= nyquist))
+        plane_total = float(power.sum())
+        total += plane_total
+        along_z += fz[iz] ** 2 * plane_total
+        along_y += float((power * fy**2).sum())
+        along_x += float((power * fx**2).sum())
     if total <= 0:
         return {"z": float("nan"), "y": float("nan"), "x": float("nan")}
-    kz, ky, kx = fftfreq_grid_3d(volume.shape)
-    return {
-        "z": float(np.sqrt(np.sum(power * kz**2) / total)),
-        "y": float(np.sqrt(np.sum(power * ky**2) / total)),
-        "x": float(np.sqrt(np.sum(power * kx**2) / total)),
-    }
+    return {"z": float(np.sqrt(along_z / total)), "y": float(np.sqrt(along_y / total)),
+            "x": float(np.sqrt(along_x / total))}
 
 
 def isotropy_z_x(volume: np.ndarray) -> float:

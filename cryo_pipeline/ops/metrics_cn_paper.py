@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from cryo_pipeline.ops.volume_moments import check_pair
+from cryo_pipeline.ops.volume_moments import check_pair, moments
 
 __all__ = ["cn_paper_normalised", "psnr_cn_paper_db", "ssim_cn_paper", "SSIM_WINDOW_PX"]
 
@@ -39,12 +39,33 @@ _GT_RANGE = 0.1  # norm_imgs(range_=0.1)
 _EXACT_DB = 200.0  # above this a slice is exact up to float rounding (+inf in the paper's code)
 
 
-def _unit_range(volume: np.ndarray, name: str) -> np.ndarray:
-    lo, hi = float(volume.min()), float(volume.max())
-    if not hi > lo:
-        raise ValueError(f"the {name} is constant (every value is {lo}); the CN paper's metric rescales it to "
-                         "[0, 1], which needs a range")
-    return (volume - lo) / (hi - lo)
+def _affine_maps(estimate: np.ndarray, ground_truth: np.ndarray):
+    """Steps 1–2 as two affine maps ``v ↦ a·v + b`` from one streamed pass (no float64 copy).
+
+    Rescaling to [0, 1] and standardising are affine, so the normalised estimate is
+    ``(e − mean_e) / std_e · std_g′ + mean_g′`` with the ground truth's mapped moments.
+    Returns the two arrays (memory maps stay maps) and ``(a_e, b_e)``, ``(a_g, b_g)``.
+    """
+    est, gt = check_pair(estimate, ground_truth)
+    if est.ndim != 3:
+        raise ValueError(f"the CN paper's metric scores (d, h, w) volumes, got shape {est.shape}")
+    m = moments(est, gt)  # NaN/inf is an error there
+    ranges = {"ground truth": (m.lo, m.hi), "estimate": (float(np.min(est)), float(np.max(est)))}
+    for name, (lo, hi) in ranges.items():
+        if not hi > lo:
+            raise ValueError(f"the {name} is constant (every value is {lo}); the CN paper's metric rescales it "
+                             "to [0, 1], which needs a range")
+    g_lo, g_hi = ranges["ground truth"]
+    a_g = _GT_RANGE / (g_hi - g_lo)
+    b_g = -g_lo * a_g
+    std_e, std_g = np.sqrt(m.m2_e / m.n), np.sqrt(m.m2_g / m.n)  # population std, as the paper's code
+    a_e = a_g * std_g / std_e
+    b_e = a_g * m.mean_g + b_g - a_e * m.mean_e
+    return est, gt, (float(a_e), float(b_e)), (float(a_g), float(b_g)), ranges["estimate"][1]
+
+
+def _mapped(volume: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
+    return np.asarray(volume, dtype=np.float64) * ab[0] + ab[1]
 
 
 def cn_paper_normalised(estimate: np.ndarray, ground_truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,21 +79,17 @@ def cn_paper_normalised(estimate: np.ndarray, ground_truth: np.ndarray) -> tuple
     Returns
     -------
     tuple of numpy.ndarray
-        float64 estimate (ground truth's mean and std) and ground truth in [0, 0.1].
+        float64 estimate (ground truth's mean and std) and ground truth in [0, 0.1]
+        (whole volumes in memory; the two scores below go slice by slice).
     """
-    est, gt = (np.asarray(v, dtype=np.float64) for v in check_pair(estimate, ground_truth))
-    if not (np.all(np.isfinite(est)) and np.all(np.isfinite(gt))):
-        raise ValueError("estimate or ground_truth contains NaN or inf values")
-    if est.ndim != 3:
-        raise ValueError(f"the CN paper's metric scores (d, h, w) volumes, got shape {est.shape}")
-    gt = _unit_range(gt, "ground truth") * _GT_RANGE
-    est = _unit_range(est, "estimate")
-    est = (est - est.mean()) / est.std() * gt.std() + gt.mean()
-    return est, gt
+    est, gt, map_e, map_g, _ = _affine_maps(estimate, ground_truth)
+    return _mapped(est, map_e), _mapped(gt, map_g)
 
 
 def psnr_cn_paper_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
     """The CN paper's PSNR (dB): per-y-slice PSNR after :func:`cn_paper_normalised`, averaged.
+
+    Computed one y-slice at a time (a memory-mapped volume is never copied whole).
 
     Returns
     -------
@@ -80,10 +97,10 @@ def psnr_cn_paper_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
         Mean over the y-slices with a finite, positive PSNR; ``inf`` when no slice has
         one because every slice is exact (the paper's code would divide by zero).
     """
-    est, gt = cn_paper_normalised(estimate, ground_truth)
+    est, gt, map_e, map_g, _ = _affine_maps(estimate, ground_truth)
     values = []
     for y in range(gt.shape[1]):
-        truth, guess = gt[:, y, :], est[:, y, :]
+        truth, guess = _mapped(gt[:, y, :], map_g), _mapped(est[:, y, :], map_e)
         mse = float(np.mean((truth - guess) ** 2))
         peak = float(truth.max())
         if mse == 0.0 or peak <= 0.0:  # ±inf in the paper's code: left out
@@ -118,8 +135,9 @@ def ssim_cn_paper(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
         SSIM; NaN when a plane is smaller than the 7 × 7 window (the paper's code then
         takes another path that fails on such volumes).
     """
-    est, gt = cn_paper_normalised(estimate, ground_truth)
+    est, gt, map_e, map_g, est_max = _affine_maps(estimate, ground_truth)
     if min(gt.shape[1:]) < SSIM_WINDOW_PX or min(gt.shape) < SSIM_WINDOW_PX:
         return float("nan")
-    data_range = float(est.max())
-    return float(np.mean([_ssim_2d(gt[z], est[z], data_range=data_range) for z in range(gt.shape[0])]))
+    data_range = map_e[0] * est_max + map_e[1]  # the normalised estimate's maximum (a_e > 0)
+    return float(np.mean([_ssim_2d(_mapped(gt[z], map_g), _mapped(est[z], map_e), data_range=data_range)
+                          for z in range(gt.shape[0])]))

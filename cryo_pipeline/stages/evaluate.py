@@ -113,9 +113,9 @@ def run(
         row["wedge_fill"] = wedge_fill_ratio(volume, angles_deg=angles)
     else:
         scores = scored_metrics(volume, truth, windowed_ssim=cfg.windowed_ssim)
-        if float(volume.max()) > float(volume.min()):  # the CN paper's code rescales both to [0, 1] (in memory)
-            scores["psnr_cn_paper_db"] = psnr_cn_paper_db(np.asarray(volume), np.asarray(truth))
-            scores["ssim_cn_paper"] = ssim_cn_paper(np.asarray(volume), np.asarray(truth))
+        if float(volume.max()) > float(volume.min()):  # the CN paper's code rescales both to [0, 1] (slice-wise)
+            scores["psnr_cn_paper_db"] = psnr_cn_paper_db(volume, truth)
+            scores["ssim_cn_paper"] = ssim_cn_paper(volume, truth)
         fsc = fsc_metrics(volume, truth, angles_deg=angles, voxel_size_angstrom=truth_voxel)
         curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
         row.update({k: v for k, v in scores.items() if k in row})
