@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-__all__ = ["ShellSums", "half_spectrum", "shell_fsc", "shell_sums"]
+__all__ = ["ShellSums", "half_spectrum", "half_spectrum_frequencies", "paired_columns", "plane_shells", "shell_fsc",
+           "shell_sums"]
 
 _NO_POWER = 1e-12  # relative power below which a shell counts as empty of signal
 
@@ -27,6 +28,27 @@ def half_spectrum(volume: np.ndarray) -> np.ndarray:
     if volume.dtype != np.float32:
         volume = volume.astype(np.float64, copy=False)
     return scipy.fft.rfftn(volume, workers=_workers())
+
+
+def paired_columns(width: int) -> np.ndarray:
+    """``(width//2 + 1,)`` bool: half-spectrum columns that also stand for their ``−k_x`` partner.
+
+    Every column but ``k_x = 0`` and, for an even width, Nyquist: sums over the full spectrum
+    count these twice.
+    """
+    cols = np.arange(width // 2 + 1)
+    return (cols > 0) & ~((width % 2 == 0) & (cols == width // 2))
+
+
+def half_spectrum_frequencies(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``k_z`` ``(d,)``, ``k_y`` ``(h, 1)`` and ``k_x`` ``(1, w//2 + 1)`` of a half spectrum (cycles/voxel)."""
+    d, h, w = shape
+    return np.fft.fftfreq(d), np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+
+
+def plane_shells(kz: float, ky: np.ndarray, kx: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Shell index of one z-plane of the half spectrum (as :func:`cryo_pipeline.ops.fourier.shell_index_3d`)."""
+    return np.rint(np.sqrt(kz**2 + ky**2 + kx**2) * min(shape)).astype(np.int64)
 
 
 def _workers() -> int:
@@ -77,15 +99,15 @@ def shell_sums(fa: np.ndarray, fb: np.ndarray | None, shape: tuple[int, int, int
     n = min(shape) // 2 + 1
     wh = w // 2 + 1
     cols = np.arange(wh)
-    double = (cols > 0) & ~((w % 2 == 0) & (cols == w // 2))
+    double = paired_columns(w)
     col_weight = np.where(double, 2.0, 1.0)
-    fz, fy, fx = np.fft.fftfreq(d), np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    fz, fy, fx = half_spectrum_frequencies(shape)
     keys = ("count", "cross", "pa", "pb")
     total = {k: np.zeros(n + 1) for k in keys}
     measured = {k: np.zeros(n + 1) for k in keys}
     sum_pa = sum_pb = 0.0
     for iz in range(d):
-        shells = np.minimum(np.rint(np.sqrt(fz[iz] ** 2 + fy**2 + fx**2) * min(shape)).astype(np.int64), n).ravel()
+        shells = np.minimum(plane_shells(fz[iz], fy, fx, shape), n).ravel()
         a = fa[iz]
         pa = (a.real * a.real + a.imag * a.imag).astype(np.float64)
         values = {"pa": pa}

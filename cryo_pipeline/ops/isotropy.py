@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryo_pipeline.ops.fourier_shells import half_spectrum
+from cryo_pipeline.ops.fourier_shells import half_spectrum, half_spectrum_frequencies, paired_columns, plane_shells
 
 
 def spectral_bandwidths(volume: np.ndarray) -> dict[str, float]:
@@ -38,15 +38,13 @@ def spectral_bandwidths(volume: np.ndarray) -> dict[str, float]:
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"volume must be 3D (d, h, w), got shape {volume.shape}")
-    d, h, w = volume.shape
     spectrum = half_spectrum(volume)
     nyquist = min(volume.shape) // 2
-    cols = np.arange(w // 2 + 1)
-    col_weight = np.where((cols > 0) & ~((w % 2 == 0) & (cols == w // 2)), 2.0, 1.0)
-    fz, fy, fx = np.fft.fftfreq(d), np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    col_weight = np.where(paired_columns(volume.shape[2]), 2.0, 1.0)
+    fz, fy, fx = half_spectrum_frequencies(volume.shape)
     total = along_z = along_y = along_x = 0.0
-    for iz in range(d):
-        shells = np.rint(np.sqrt(fz[iz] ** 2 + fy**2 + fx**2) * min(volume.shape))
+    for iz in range(volume.shape[0]):
+        shells = plane_shells(fz[iz], fy, fx, volume.shape)
         plane = spectrum[iz]
         power = (plane.real * plane.real + plane.imag * plane.imag).astype(np.float64)
         power *= col_weight * ((shells >= 1) & (shells <= nyquist))

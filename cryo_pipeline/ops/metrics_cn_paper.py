@@ -31,7 +31,7 @@ from scipy.ndimage import uniform_filter
 
 from cryo_pipeline.ops.volume_moments import check_pair, moments
 
-__all__ = ["cn_paper_normalised", "psnr_cn_paper_db", "ssim_cn_paper", "SSIM_WINDOW_PX"]
+__all__ = ["cn_paper_normalised", "cn_paper_scores", "psnr_cn_paper_db", "ssim_cn_paper", "SSIM_WINDOW_PX"]
 
 SSIM_WINDOW_PX = 7
 _K1, _K2 = 0.01, 0.03
@@ -39,18 +39,21 @@ _GT_RANGE = 0.1  # norm_imgs(range_=0.1)
 _EXACT_DB = 200.0  # above this a slice is exact up to float rounding (+inf in the paper's code)
 
 
-def _affine_maps(estimate: np.ndarray, ground_truth: np.ndarray):
+def _affine_maps(estimate: np.ndarray, ground_truth: np.ndarray, *, constant_estimate_ok: bool = False):
     """Steps 1–2 as two affine maps ``v ↦ a·v + b`` from one streamed pass (no float64 copy).
 
     Rescaling to [0, 1] and standardising are affine, so the normalised estimate is
     ``(e − mean_e) / std_e · std_g′ + mean_g′`` with the ground truth's mapped moments.
-    Returns the two arrays (memory maps stay maps) and ``(a_e, b_e)``, ``(a_g, b_g)``.
+    Returns the two arrays (memory maps stay maps), ``(a_e, b_e)``, ``(a_g, b_g)`` and the
+    estimate's maximum; None for a constant estimate when ``constant_estimate_ok``.
     """
     est, gt = check_pair(estimate, ground_truth)
     if est.ndim != 3:
         raise ValueError(f"the CN paper's metric scores (d, h, w) volumes, got shape {est.shape}")
     m = moments(est, gt)  # NaN/inf is an error there
-    ranges = {"ground truth": (m.lo, m.hi), "estimate": (float(np.min(est)), float(np.max(est)))}
+    ranges = {"ground truth": (m.lo, m.hi), "estimate": (m.lo_e, m.hi_e)}
+    if constant_estimate_ok and not m.hi_e > m.lo_e:
+        return None
     for name, (lo, hi) in ranges.items():
         if not hi > lo:
             raise ValueError(f"the {name} is constant (every value is {lo}); the CN paper's metric rescales it "
@@ -61,7 +64,7 @@ def _affine_maps(estimate: np.ndarray, ground_truth: np.ndarray):
     std_e, std_g = np.sqrt(m.m2_e / m.n), np.sqrt(m.m2_g / m.n)  # population std, as the paper's code
     a_e = a_g * std_g / std_e
     b_e = a_g * m.mean_g + b_g - a_e * m.mean_e
-    return est, gt, (float(a_e), float(b_e)), (float(a_g), float(b_g)), ranges["estimate"][1]
+    return est, gt, (float(a_e), float(b_e)), (float(a_g), float(b_g)), m.hi_e
 
 
 def _mapped(volume: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
@@ -97,7 +100,10 @@ def psnr_cn_paper_db(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
         Mean over the y-slices with a finite, positive PSNR; ``inf`` when no slice has
         one because every slice is exact (the paper's code would divide by zero).
     """
-    est, gt, map_e, map_g, _ = _affine_maps(estimate, ground_truth)
+    return _psnr(*_affine_maps(estimate, ground_truth))
+
+
+def _psnr(est, gt, map_e, map_g, _est_max) -> float:
     values = []
     for y in range(gt.shape[1]):
         truth, guess = _mapped(gt[:, y, :], map_g), _mapped(est[:, y, :], map_e)
@@ -135,9 +141,23 @@ def ssim_cn_paper(estimate: np.ndarray, ground_truth: np.ndarray) -> float:
         SSIM; NaN when a plane is smaller than the 7 × 7 window (the paper's code then
         takes another path that fails on such volumes).
     """
-    est, gt, map_e, map_g, est_max = _affine_maps(estimate, ground_truth)
+    return _ssim(*_affine_maps(estimate, ground_truth))
+
+
+def _ssim(est, gt, map_e, map_g, est_max) -> float:
     if min(gt.shape[1:]) < SSIM_WINDOW_PX or min(gt.shape) < SSIM_WINDOW_PX:
         return float("nan")
     data_range = map_e[0] * est_max + map_e[1]  # the normalised estimate's maximum (a_e > 0)
     return float(np.mean([_ssim_2d(_mapped(gt[z], map_g), _mapped(est[z], map_e), data_range=data_range)
                           for z in range(gt.shape[0])]))
+
+
+def cn_paper_scores(estimate: np.ndarray, ground_truth: np.ndarray) -> dict[str, float]:
+    """``psnr_cn_paper_db`` and ``ssim_cn_paper`` from one normalisation pass (what ``evaluate`` writes).
+
+    A constant estimate, which the paper's rescaling cannot score, gives NaN for both.
+    """
+    maps = _affine_maps(estimate, ground_truth, constant_estimate_ok=True)
+    if maps is None:
+        return {"psnr_cn_paper_db": float("nan"), "ssim_cn_paper": float("nan")}
+    return {"psnr_cn_paper_db": _psnr(*maps), "ssim_cn_paper": _ssim(*maps)}

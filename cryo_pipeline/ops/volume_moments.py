@@ -21,7 +21,8 @@ SLAB_VOXELS = 1 << 21
 
 @dataclass
 class Moments:
-    """Streaming moments of an (estimate, reference) pair over every voxel."""
+    """Streaming moments of an (estimate, reference) pair over every voxel (``lo``, ``hi``: the reference's range;
+    ``lo_e``, ``hi_e``: the estimate's)."""
 
     n: int = 0
     mean_e: float = 0.0
@@ -32,6 +33,8 @@ class Moments:
     sse: float = 0.0
     lo: float = np.inf
     hi: float = -np.inf
+    lo_e: float = np.inf
+    hi_e: float = -np.inf
 
     def add(self, e: np.ndarray, g: np.ndarray) -> None:
         """Merge one slab (float64 arrays of equal shape)."""
@@ -42,6 +45,7 @@ class Moments:
         diff = e - g
         self.sse += float(np.vdot(diff, diff))
         self.lo, self.hi = min(self.lo, float(g.min())), max(self.hi, float(g.max()))
+        self.lo_e, self.hi_e = min(self.lo_e, float(e.min())), max(self.hi_e, float(e.max()))
         n = self.n + n_s
         delta_e, delta_g = mean_e - self.mean_e, mean_g - self.mean_g
         weight = self.n * n_s / n

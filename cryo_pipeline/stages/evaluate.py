@@ -26,7 +26,7 @@ from cryo_pipeline.io.stage_records import meta_path_for, read_stage_meta, stage
 from cryo_pipeline.io.tables import METRIC_COLUMNS, write_heldout_table, write_metrics_row
 from cryo_pipeline.ops.fsc import fsc_metrics, shell_frequency_per_angstrom, wedge_fill_ratio
 from cryo_pipeline.ops.metrics import scored_metrics
-from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
+from cryo_pipeline.ops.metrics_cn_paper import cn_paper_scores
 from cryo_pipeline.ops.slabs import row_step_means, seam_ratio
 from cryo_pipeline.ops.tilts import select_tilts_in_range
 from cryo_pipeline.ops.validation import Halves, HeldOut, validation_scores
@@ -113,9 +113,7 @@ def run(
         row["wedge_fill"] = wedge_fill_ratio(volume, angles_deg=angles)
     else:
         scores = scored_metrics(volume, truth, windowed_ssim=cfg.windowed_ssim)
-        if float(volume.max()) > float(volume.min()):  # the CN paper's code rescales both to [0, 1] (slice-wise)
-            scores["psnr_cn_paper_db"] = psnr_cn_paper_db(volume, truth)
-            scores["ssim_cn_paper"] = ssim_cn_paper(volume, truth)
+        scores.update(cn_paper_scores(volume, truth))  # NaN for a constant volume (nothing to rescale)
         fsc = fsc_metrics(volume, truth, angles_deg=angles, voxel_size_angstrom=truth_voxel)
         curves = {k: v for k, v in fsc.items() if isinstance(v, list)}
         row.update({k: v for k, v in scores.items() if k in row})

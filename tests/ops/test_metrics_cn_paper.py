@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cryo_pipeline.ops.metrics_cn_paper import cn_paper_normalised, psnr_cn_paper_db, ssim_cn_paper
+from cryo_pipeline.ops.metrics_cn_paper import cn_paper_normalised, cn_paper_scores, psnr_cn_paper_db, ssim_cn_paper
 
 
 def _hand_case():
@@ -92,3 +92,24 @@ def test_worse_estimates_score_lower_and_errors_are_clear():
     with pytest.raises(ValueError, match="differ"):
         psnr_cn_paper_db(truth[:-1], truth)
     assert math.isnan(ssim_cn_paper(truth[:, :5], truth[:, :5]))  # planes smaller than the 7 x 7 window
+
+
+def test_scores_from_one_pass_equal_the_two_functions_on_a_memory_map(tmp_path):
+    """What evaluate writes (one normalisation, slice by slice, memory-mapped float32) = the two scores."""
+    rng = np.random.default_rng(4)
+    truth = rng.random((12, 10, 14)).astype(np.float32)
+    estimate = (truth + 0.2 * rng.standard_normal(truth.shape)).astype(np.float32)
+    np.save(tmp_path / "e.npy", estimate)
+    mapped = np.load(tmp_path / "e.npy", mmap_mode="r")
+    scores = cn_paper_scores(mapped, truth)
+    assert scores["psnr_cn_paper_db"] == pytest.approx(psnr_cn_paper_db(estimate, truth), rel=1e-9)
+    assert scores["ssim_cn_paper"] == pytest.approx(ssim_cn_paper(estimate, truth), rel=1e-9)
+    assert 0 < scores["ssim_cn_paper"] < 1 and scores["psnr_cn_paper_db"] > 0
+
+
+def test_a_constant_estimate_scores_nan_in_evaluate_and_raises_in_the_functions():
+    truth = np.random.default_rng(5).random((8, 8, 8))
+    constant = np.full_like(truth, 0.3)
+    assert all(math.isnan(v) for v in cn_paper_scores(constant, truth).values())
+    with pytest.raises(ValueError, match="estimate is constant"):
+        psnr_cn_paper_db(constant, truth)
