@@ -107,9 +107,16 @@ def run_workflow(workdir: Path, rows: list[dict], config: dict, *, cores: int = 
 
 
 def rank_agreement(metrics: pd.DataFrame) -> list[dict]:
-    """Spearman ρ of each score pair of :data:`PAIRS`: pooled over all rows and per dataset (mean)."""
+    """Spearman ρ of each score pair of :data:`PAIRS`: pooled over all rows and per dataset (mean, min).
+
+    A score *tracks* the ground truth when its within-dataset ρ averages ≥ 0.8: the choice a
+    user makes is between methods on one dataset, and a score's level also depends on the
+    dataset (how good its reference is), which the pooled ρ mixes in; both are printed.
+    """
     out = []
     for score, score_up, truth, truth_up in PAIRS:
+        if score not in metrics or truth not in metrics:  # a run without that score
+            continue
         usable = metrics[np.isfinite(metrics[score]) & np.isfinite(metrics[truth])]
         if len(usable) < 3:
             continue
@@ -120,7 +127,7 @@ def rank_agreement(metrics: pd.DataFrame) -> list[dict]:
         out.append({"score": score, "ground_truth": truth, "n_pairs": len(usable), "spearman_pooled": pooled,
                     "spearman_within_mean": float(np.mean(within)) if within else math.nan,
                     "spearman_within_min": float(np.min(within)) if within else math.nan,
-                    "tracks": bool(pooled >= 0.8)})
+                    "tracks": bool(np.mean(within) >= 0.8) if within else False})
     return out
 
 
@@ -172,8 +179,9 @@ def run(*, quick: bool = False) -> BenchResult:
              f"each) took {result['wall_s']:.0f} s on this machine (2 cores, shared with other jobs)",
              "half-map runtime factor (whole + halves) / whole, per method's own jobs, same run: "
              + ", ".join(f"{m} {f:.2f}" for m, f in result["factors"].items()),
-             "a score 'tracks' the ground truth when its pooled Spearman rho >= 0.8; higher-is-better signs "
-             "are aligned (resolutions in Å: lower is better)"]
+             "a score 'tracks' the ground truth when its Spearman rho within a dataset (between methods) averages "
+             ">= 0.8; the pooled rho over all pairs is printed beside it; higher-is-better signs are aligned "
+             "(resolutions in Å: lower is better)"]
     return BenchResult(name="validation_rank", params={"quick": quick, "methods": ",".join(METHODS),
                                                         "working": "-60:2:60", "reference": "-76:2:76", "snr": 5,
                                                         "reference_method": "sirt"},
