@@ -78,7 +78,7 @@ STAGE_READS: dict[str, Reads] = {
                            keys=(*_SIREN, *_FIT, "seed_window", "seed_iterations", "seed_lr_start", "seed_lr_end")),
     "fit_slab": Reads(sheet=("dataset",), section="cn",
                       keys=(*_SIREN, *_FIT, "schedule", "slab_optimizer", "slab_iterations", "slab_lr_start",
-                            "slab_lr_end", "keep_measured")),
+                            "slab_lr_end", "slab_rows_per_step", "keep_measured")),
     "stitch_slabs": Reads(section="stitch", keys=ALL),
     "evaluate": Reads(sheet=("dataset", "kind", "data_kind", "corruption", "angles", "tilt_min_deg", "tilt_max_deg",
                              "tilt_step_deg"), section="evaluate", keys=ALL),

@@ -326,6 +326,11 @@ class CnConfig(StageConfig):
     rows_per_step: int | None = Field(
         None, ge=1, description="Random rows of the slab window per step (CPU speed-up); empty = all rows (paper)."
     )
+    slab_rows_per_step: int | None = Field(
+        None, ge=1, description="Random rows per step of every slab fit (fit_slab); empty = rows_per_step. With N "
+        "slabs, rows_per_step / N keeps one network's step count and row visits while each job does 1/N of the work "
+        "(bench cn_slabs: on a CPU, 1 row per step with N x the steps matched one network at equal compute)."
+    )
     keep_measured: bool = Field(
         False,
         description="Data consistency: put the measured Fourier region (the acquired tilts' planes) of the slab's "

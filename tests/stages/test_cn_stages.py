@@ -195,6 +195,25 @@ def test_slabs_continue_or_restart_the_seeds_adam(cn_tilt_series, tmp_path, mode
         assert torch.load(tmp_path / f"slab_{i}.pt", weights_only=True)["optimizer"]["state"][0]["step"] == steps
 
 
+@pytest.mark.parametrize("slab_rows, expected", [(None, 2), (1, 1)])
+def test_slab_fits_draw_slab_rows_per_step_rows_and_the_seed_rows_per_step(cn_tilt_series, tmp_path, monkeypatch,
+                                                                          slab_rows, expected):
+    truth = np.zeros((8, 12, 10), np.float32)
+    truth[2:6, 2:10, 3:7] = 1.0
+    row = cn_tilt_series(tmp_path, truth, ANGLES)
+    seen = []
+    fit = fit_slab.fit_window
+
+    def recording(model, measured, projector, **kwargs):
+        seen.append((kwargs["desc"], kwargs["settings"].rows_per_step))
+        return fit(model, measured, projector, **kwargs)
+
+    monkeypatch.setattr(fit_slab, "fit_window", recording)
+    plan = _run_all(tmp_path, row, TINY.model_copy(update={"slab_rows_per_step": slab_rows}))
+    assert seen[0] == ("seed (whole volume)", TINY.rows_per_step)
+    assert seen[1:] == [(f"slab {i}", expected) for i in range(plan.n_slabs)]
+
+
 def test_keep_measured_makes_every_slab_consistent_and_so_the_stitched_volume(cn_tilt_series, tmp_path):
     """cn.keep_measured on = the op on the stitched volume without it: rows are independent, blending is convex."""
     truth = np.zeros((9, 12, 11), np.float32)
