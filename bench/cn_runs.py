@@ -78,7 +78,8 @@ def run_cn(folder: Path, row: DatasetRow, cfg: CnConfig) -> tuple[np.ndarray, di
     record : dict
         ``boundaries_y``, ``n_slabs``, ``critical_path_s`` (seed + slowest slab + stitch: the
         wall time with one job per slab), ``compute_s`` (seed + all slabs + stitch) and
-        ``steps`` (optimiser steps of all networks).
+        ``steps`` (optimiser steps of all networks) and ``row_steps`` (the rows those steps
+        saw: the compute, as a step's cost is proportional to its rows).
     """
     work = folder / f"cn_{time.monotonic_ns()}"
     work.mkdir()
@@ -105,7 +106,11 @@ def run_cn(folder: Path, row: DatasetRow, cfg: CnConfig) -> tuple[np.ndarray, di
     stitch_s = time.perf_counter() - t0
     volume = read_mrc(work / "cn.mrc").data
     steps = cfg.seed_iterations + plan.n_slabs * cfg.slab_iterations
+    slab_rows = cfg.rows_per_step if cfg.slab_rows_per_step is None else cfg.slab_rows_per_step
+    row_steps = (cfg.seed_iterations * (cfg.rows_per_step or plan.height_px)
+                 + plan.n_slabs * cfg.slab_iterations * (slab_rows or plan.window_px))
     return volume, {"boundaries_y": list(plan.boundaries_y), "n_slabs": plan.n_slabs, "steps": steps,
+                    "row_steps": row_steps,
                     "critical_path_s": seed_s + (max(slab_s) if cfg.schedule == "seed" else sum(slab_s)) + stitch_s,
                     "compute_s": seed_s + sum(slab_s) + stitch_s}
 
