@@ -4,7 +4,7 @@ Cases: mixed shapes and the hollow sphere, 32 × 48 × 48, ±60° every 2°, SNR
 with the independent projector; 3 seeds (phantom instance, noise and network
 initialisation). CPU scale (:data:`SCALE`): the demo's ``cn`` config
 (:func:`bench.cn_runs.demo_cn_config`, its schedule and optimiser settings) on a SIREN of
-3 × 64 with 200 seed and 100 slab iterations, so that the 18 fits take minutes on a shared
+3 × 64 with 200 seed and 100 slab iterations, so that the 24 fits take minutes on a shared
 CPU. Each arm runs the pipeline's own stages at equal compute counted in row-steps (a step
 costs in proportion to the rows it sees): after the same seed, ``K = 4 × slab_iterations ×
 rows_per_step`` rows of the demo. One network (``slab_px: all``: the seed fit continued on
@@ -59,7 +59,7 @@ def arm_configs(base, *, slab_counts=SLAB_COUNTS, height_px: int) -> dict[str, o
     (the demo's four slabs' worth), one network in ``budget / r`` steps of ``r`` rows, N slabs
     in ``budget / N`` steps of one row each.
     """
-    budget = 4 * base.slab_iterations * base.rows_per_step
+    budget = 4 * base.slab_iterations * (base.rows_per_step or height_px)
     arms = {f"one network, {r} rows/step": base.model_copy(update={
         "slab_px": "all", "slab_rows_per_step": r, "slab_iterations": budget // r}) for r in ONE_NETWORK_ROWS}
     for n in slab_counts:
