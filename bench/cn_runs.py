@@ -106,9 +106,8 @@ def run_cn(folder: Path, row: DatasetRow, cfg: CnConfig) -> tuple[np.ndarray, di
     stitch_s = time.perf_counter() - t0
     volume = read_mrc(work / "cn.mrc").data
     steps = cfg.seed_iterations + plan.n_slabs * cfg.slab_iterations
-    slab_rows = cfg.rows_per_step if cfg.slab_rows_per_step is None else cfg.slab_rows_per_step
     row_steps = (cfg.seed_iterations * (cfg.rows_per_step or plan.height_px)
-                 + plan.n_slabs * cfg.slab_iterations * (slab_rows or plan.window_px))
+                 + plan.n_slabs * cfg.slab_iterations * (cfg.slab_fit_rows_per_step or plan.window_px))
     return volume, {"boundaries_y": list(plan.boundaries_y), "n_slabs": plan.n_slabs, "steps": steps,
                     "row_steps": row_steps,
                     "critical_path_s": seed_s + (max(slab_s) if cfg.schedule == "seed" else sum(slab_s)) + stitch_s,

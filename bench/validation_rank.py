@@ -124,10 +124,11 @@ def rank_agreement(metrics: pd.DataFrame) -> list[dict]:
         pooled = sign * spearmanr(usable[score], usable[truth]).statistic
         within = [sign * spearmanr(g[score], g[truth]).statistic for _, g in usable.groupby("dataset") if len(g) >= 3]
         within = [w for w in within if math.isfinite(w)]
+        within_mean = float(np.mean(within)) if within else math.nan
         out.append({"score": score, "ground_truth": truth, "n_pairs": len(usable), "spearman_pooled": pooled,
-                    "spearman_within_mean": float(np.mean(within)) if within else math.nan,
+                    "spearman_within_mean": within_mean,
                     "spearman_within_min": float(np.min(within)) if within else math.nan,
-                    "tracks": bool(np.mean(within) >= 0.8) if within else False})
+                    "tracks": within_mean >= 0.8})  # False for NaN (no dataset with 3 finite pairs)
     return out
 
 

@@ -339,6 +339,11 @@ class CnConfig(StageConfig):
     )
     seed: int = Field(0, ge=0, description="Seed of the network initialisation and row sampling.")
 
+    @property
+    def slab_fit_rows_per_step(self) -> int | None:
+        """Rows per step of a slab fit: ``slab_rows_per_step``, else ``rows_per_step`` (None = all rows)."""
+        return self.rows_per_step if self.slab_rows_per_step is None else self.slab_rows_per_step
+
     @field_validator("slab_px", mode="before")
     @classmethod
     def _slab_px_or_all(cls, value):

@@ -4,9 +4,10 @@
 on rows drawn from the whole height (``cn.seed_window: volume``) or on the middle slab's
 window (``slab``, the paper's), and writes its weights and its Adam state. ``fit_slab``
 fits slab ``i``'s window starting from given weights (the seed's, or in ``chain`` mode its
-neighbour's) with the ``cn.slab_*`` schedule (``cn.slab_rows_per_step`` rows per step); with ``cn.slab_optimizer: continue`` it also
-carries on the seed's Adam moments, so a slab is the seed's fit continued on its own rows
-(every slab starts where one whole-volume network would be). It writes
+neighbour's) with the ``cn.slab_*`` schedule (``cn.slab_rows_per_step`` rows per step); with
+``cn.slab_optimizer: continue`` it also carries on the seed's Adam moments, so a slab is the
+seed's fit continued on its own rows (every slab starts where one whole-volume network would
+be). It writes
 
 * the window's volume as a one-tile store (:mod:`cryo_pipeline.io.tile_store`; tile
   ``(d, T, w)`` at ``(0, origin_i, 0)``, blending ramp ``2h`` in y, the plan's window
@@ -158,9 +159,8 @@ def run_slab(*, tilt_series_path: Path, plan_path: Path, init_model: Path, seed_
         raise ValueError(f"{init_model}: holds no optimiser state (written by an older version?); rerun "
                          "fit_slab_seed, or set cn.slab_optimizer: restart")
     optimizer = _optimizer(model, cfg.slab_lr_start, state["optimizer"] if carry_on else None, Path(init_model))
-    rows_per_step = cfg.rows_per_step if cfg.slab_rows_per_step is None else cfg.slab_rows_per_step
     settings = FitSettings(cfg.slab_iterations, cfg.slab_lr_start, cfg.slab_lr_end, loss=cfg.loss,
-                           tv_weight=cfg.tv_weight, rows_per_step=rows_per_step, seed=cfg.seed + 1 + slab)
+                           tv_weight=cfg.tv_weight, rows_per_step=cfg.slab_fit_rows_per_step, seed=cfg.seed + 1 + slab)
     start = time.perf_counter()
     try:
         history, window = _fit(tilt_series_path, record, cfg, slab, settings, model, optimizer, device,
