@@ -30,9 +30,12 @@ from cryo_pipeline.stages import fit_slab, plan_slabs, project_tilt_series, reco
 from cryo_pipeline.stages import stitch_tiles
 
 REPO = Path(__file__).resolve().parents[1]
-CPU_SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100}
-"""The CN benchmarks' CPU scale on top of the demo's cn section (same schedule shape, 2/3 of its steps)."""
-QUICK_SCALE = {"width": 32, "n_hidden_layers": 2, "seed_iterations": 20, "slab_iterations": 10}
+CPU_SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100,
+             "slab_rows_per_step": None}
+"""The CN benchmarks' base on top of the demo's cn section: 2/3 of the demo's rows, every fit at 8 rows per
+step (the demo before ``slab_rows_per_step: 1``); arms that compare rows per step set their own."""
+QUICK_SCALE = {"width": 32, "n_hidden_layers": 2, "seed_iterations": 20, "slab_iterations": 10,
+               "slab_rows_per_step": None}
 """``--quick`` runs: a smoke test of the code path, not a measurement."""
 SCORE_KEYS = ("psnr_db", "psnr_paper_db", "psnr_cn_paper_db", "ssim", "ssim_global", "ssim_cn_paper",
               "dfsc_measured_mean", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
