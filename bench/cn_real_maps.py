@@ -11,8 +11,8 @@ at equal compute counted in rows seen after the same seed, as in ``cn_slabs``; t
 slab plan sets it):
 
 * ``wbp`` — the baseline;
-* ``cn slabs, 8 rows/step, signed`` — the demo's ``cn`` section before ``slab_rows_per_step: 1``
-  (16-row slabs, 8 rows per step, ``nonnegative: auto`` → signed output for a map);
+* ``cn slabs, 8 rows/step, signed`` — the demo's ``cn`` section at this scale (16-row slabs,
+  8 rows per step, ``nonnegative: auto`` → signed output for a map);
 * ``cn slabs, 1 row/step, signed`` / ``…, nonnegative`` — the demo's slabs (16 rows) with
   ``cn.slab_rows_per_step: 1``
   (issue 14's slab finding on phantoms) with the signed and the softplus output;

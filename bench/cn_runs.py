@@ -32,8 +32,8 @@ from cryo_pipeline.stages import stitch_tiles
 REPO = Path(__file__).resolve().parents[1]
 CPU_SCALE = {"width": 64, "n_hidden_layers": 3, "seed_iterations": 200, "slab_iterations": 100,
              "slab_rows_per_step": None}
-"""The CN benchmarks' base on top of the demo's cn section: 2/3 of the demo's rows, every fit at 8 rows per
-step (the demo before ``slab_rows_per_step: 1``); arms that compare rows per step set their own."""
+"""The CN benchmarks' base on top of the demo's cn section: a 3 × 64 SIREN and 2/3 of the demo's steps, every
+fit at ``rows_per_step`` rows (whatever the demo's ``slab_rows_per_step``); arms comparing rows per step set theirs."""
 QUICK_SCALE = {"width": 32, "n_hidden_layers": 2, "seed_iterations": 20, "slab_iterations": 10,
                "slab_rows_per_step": None}
 """``--quick`` runs: a smoke test of the code path, not a measurement."""

@@ -81,8 +81,6 @@ def _config(quick: bool, reference_method: str) -> dict:
     config["extract"]["cube_size_px"] = 32
     config["predict"].update(tile_px=32, overlap_px=8)
     config.setdefault("reference", {})["method"] = reference_method
-    # CN as in the recorded runs (bench/results/validation_rank.md): slab fits at 8 rows per step, 150 steps
-    config["cn"].update(slab_rows_per_step=None, slab_iterations=150)
     if quick:
         config["train"].update(epochs=2, steps_per_epoch=25)
         config["cn"].update(seed_iterations=150, slab_iterations=75)

@@ -37,7 +37,7 @@ DEMO_OVERRIDES = {
     "train": {"crop_px", "base_channels", "depth", "batch_size", "epochs", "steps_per_epoch", "learning_rate",
               "learning_rate_energy"},
     "cn": {"width", "n_hidden_layers", "slab_px", "halo_px", "seed_iterations", "seed_lr_end", "slab_iterations",
-           "slab_lr_start", "slab_lr_end", "rows_per_step", "slab_rows_per_step"},
+           "slab_lr_start", "slab_lr_end", "rows_per_step"},
 }
 
 

@@ -31,7 +31,7 @@ def cn_workdir(tiny_workdir: Path) -> Path:
     path = tiny_workdir / "config" / "config.yaml"
     config = yaml.safe_load(path.read_text())
     config["cn"].update(width=16, n_hidden_layers=2, slab_px=SLAB, halo_px=HALO, seed_iterations=5,
-                        slab_iterations=3, rows_per_step=4, slab_rows_per_step=None)
+                        slab_iterations=3, rows_per_step=4)
     path.write_text(yaml.safe_dump(config))
     return tiny_workdir
 

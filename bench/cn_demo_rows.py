@@ -1,0 +1,85 @@
+"""Benchmark "cn_demo_rows": the demo's own CN at 8 rows per step against 1 row per step, same rows seen.
+
+``cn_slabs`` and ``cn_real_maps`` found slab fits at 1 row per step better than at 8 at the
+benchmarks' CPU scale (SIREN 3 × 64). Before that becomes the demo's default it has to hold at
+the demo's scale: the ``cn`` section of ``config/config.yaml`` as shipped (SIREN 3 × 128,
+16-row slabs, seed 300 steps on 8 rows) on the demo's case (48 × 64 × 64 mixed shapes, ±60°
+every 2°, SNR 10, independent projector), seeds 0–2. Arms: slabs of 150 steps on 8 rows
+(the shipped demo) and of 1200 steps on 1 row (``cn.slab_rows_per_step: 1``): the same rows.
+``--quick``: one seed, a tiny network and few steps (a smoke test, not a measurement).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.cn_runs import QUICK_SCALE, demo_cn_config, mean_sd, run_cn, score, simulate_case
+from bench.harness import BenchResult, register
+from cryo_pipeline.io.mrc import read_mrc
+
+SHAPE_ZYX = (48, 64, 64)
+KEYS = ("psnr_db", "ssim", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
+
+
+def arm_configs(base) -> dict[str, object]:
+    """``{"8 rows/step": …, "1 row/step": …}``: the demo's slab fits and the same rows one at a time."""
+    rows = base.slab_iterations * base.rows_per_step
+    return {f"{base.rows_per_step} rows/step": base.model_copy(update={"slab_rows_per_step": None}),
+            "1 row/step": base.model_copy(update={"slab_rows_per_step": 1, "slab_iterations": rows})}
+
+
+def measure(*, seeds=(0, 1, 2), base=None, shape_zyx=SHAPE_ZYX, progress=print) -> list[dict]:
+    """One row per (seed, arm)."""
+    base = base or demo_cn_config(slab_rows_per_step=None)
+    angles = np.arange(-60.0, 60.01, 2.0)
+    rows = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="cn_demo_rows_") as tmp:
+            folder = Path(tmp)
+            case = simulate_case(folder, source="mixed_shapes", seed=seed, snr=10.0, shape_zyx=shape_zyx)
+            truth = read_mrc(folder / "gt.mrc").data
+            for arm, cfg in arm_configs(base).items():
+                volume, record = run_cn(folder, case, cfg.model_copy(update={"seed": seed}))
+                scores = score(volume, truth, angles_deg=angles, boundaries_y=record["boundaries_y"])
+                rows.append({"seed": seed, "arm": arm, "row_steps": record["row_steps"],
+                             "critical_path_s": record["critical_path_s"], **{k: scores[k] for k in KEYS}})
+                progress(f"seed {seed} {arm}: " + ", ".join(f"{k} {rows[-1][k]:.4g}" for k in KEYS))
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean ± sd per arm and the paired difference to the first arm (the shipped demo)."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    first = {r["seed"]: r for r in rows if r["arm"] == arms[0]}
+    out = []
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        entry = {"arm": arm, "seeds": len(mine), "row_steps": mine[0]["row_steps"]}
+        entry.update({k: mean_sd([r[k] for r in mine], 2 if "psnr" in k else 3) for k in KEYS})
+        entry["critical_path_s"] = mean_sd([r["critical_path_s"] for r in mine], 1)
+        entry["d_psnr_db_vs_demo"] = "—" if arm == arms[0] else mean_sd(
+            [r["psnr_db"] - first[r["seed"]]["psnr_db"] for r in mine], 2)
+        out.append(entry)
+    return out
+
+
+@register("cn_demo_rows")
+def run(*, quick: bool = False) -> BenchResult:
+    """The demo's CN slab fits at 8 vs 1 rows per step on the demo's mixed-shapes case, 3 seeds."""
+    torch.set_num_threads(1)
+    base = demo_cn_config(slab_rows_per_step=None)
+    if quick:
+        base = base.model_copy(update=QUICK_SCALE)
+        rows = measure(seeds=(0,), base=base, shape_zyx=(32, 32, 32))
+    else:
+        rows = measure(base=base)
+    notes = ["same rows seen by every arm after the same seed; critical path = seed + slowest slab + stitch, "
+             "single-threaded torch",
+             f"base cn config (the demo's): {base.model_dump(mode='json')}"]
+    return BenchResult(name="cn_demo_rows", params={"quick": quick, "shape_zyx": list(SHAPE_ZYX), "snr": 10,
+                                                     "tilts": "-60:2:60", "per_seed": rows},
+                       rows=summarise(rows), notes=notes)

@@ -1,0 +1,26 @@
+"""bench cn_demo_rows compares the demo's slab fits with 1-row steps over the same rows."""
+
+from bench.cn_demo_rows import arm_configs, summarise
+from bench.cn_runs import demo_cn_config
+
+
+def test_both_arms_see_the_demo_slabs_rows_and_only_rows_per_step_differs():
+    base = demo_cn_config(slab_rows_per_step=None)
+    arms = arm_configs(base)
+    assert list(arms) == [f"{base.rows_per_step} rows/step", "1 row/step"]
+    seen = {name: cfg.slab_iterations * cfg.slab_fit_rows_per_step for name, cfg in arms.items()}
+    assert set(seen.values()) == {base.slab_iterations * base.rows_per_step}
+    shipped, one_row = arms.values()
+    assert shipped == base
+    assert one_row.model_copy(update={"slab_rows_per_step": None, "slab_iterations": base.slab_iterations}) == base
+
+
+def test_the_paired_difference_is_against_the_shipped_demo():
+    keys = dict(ssim=0.9, dfsc_missing_mean=0.7, seam_ratio=1.0, seam_ratio_gt=1.0, row_steps=1, critical_path_s=1)
+    rows = [dict(seed=s, arm=a, psnr_db=p, **keys)
+            for s, (p8, p1) in enumerate(((31.0, 28.0), (33.0, 30.5), (34.0, 30.0)))
+            for a, p in (("8 rows/step", p8), ("1 row/step", p1))]
+    table = {r["arm"]: r for r in summarise(rows)}
+    assert table["8 rows/step"]["d_psnr_db_vs_demo"] == "—"
+    assert table["1 row/step"]["d_psnr_db_vs_demo"] == "-3.17 ± 0.76"
+    assert table["8 rows/step"]["psnr_db"] == "32.67 ± 1.53"
