@@ -66,11 +66,11 @@ def arm_configs(base, *, height_px: int) -> dict[str, object]:
     """
     n = plan_slabs(height_px, slab_px=base.slab_px, halo_px=base.halo_px).n_slabs
     budget = n * base.slab_iterations * base.rows_per_step
-    four = {"slab_rows_per_step": 1, "slab_iterations": budget // n}
+    one_row_slabs = {"slab_rows_per_step": 1, "slab_iterations": budget // n}
     return {
-        "cn slabs, 8 rows/step, signed": base,
-        "cn slabs, 1 row/step, signed": base.model_copy(update={**four, "nonnegative": False}),
-        "cn slabs, 1 row/step, nonnegative": base.model_copy(update={**four, "nonnegative": True}),
+        f"cn slabs, {base.rows_per_step} rows/step, signed": base,
+        "cn slabs, 1 row/step, signed": base.model_copy(update={**one_row_slabs, "nonnegative": False}),
+        "cn slabs, 1 row/step, nonnegative": base.model_copy(update={**one_row_slabs, "nonnegative": True}),
         "cn one network, 1 row/step, nonnegative": base.model_copy(update={
             "slab_px": "all", "slab_rows_per_step": 1, "slab_iterations": budget, "nonnegative": True}),
     }

@@ -1,11 +1,12 @@
 """bench cn_real_maps scores ``+ keep_measured`` on the stitched volume: that must equal the workflow's
-``cn.keep_measured: true`` (the WBP's measured planes put into every slab before the blend)."""
+``cn.keep_measured: true`` (the WBP's measured planes put into every slab before the blend); its
+arms see equal rows, and its issue-14 verdict applies the issue's three lines."""
 
 import numpy as np
 import torch
 
-from bench.cn_real_maps import arm_configs, keep_measured_of
-from bench.cn_runs import CPU_SCALE, QUICK_SCALE, demo_cn_config, run_cn, simulate_case
+from bench.cn_real_maps import arm_configs, keep_measured_of, summarise
+from bench.cn_runs import CPU_SCALE, QUICK_SCALE, SCORE_KEYS, demo_cn_config, run_cn, simulate_case
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.fsc import measured_region_mask_3d
 
@@ -35,3 +36,25 @@ def test_every_cn_arm_sees_the_demo_slabs_rows_after_the_seed():
             rows = cfg.slab_iterations * (cfg.slab_fit_rows_per_step or height)
             slabs = 1 if cfg.slab_px == "all" else n_slabs
             assert rows * slabs == n_slabs * 100 * base.rows_per_step, name
+
+
+def _row(seed, method, *, measured, ssim_global, seam_ratio):
+    row = {key: 0.5 for key in SCORE_KEYS}
+    row.update(map="betagal", seed=seed, method=method, n_slabs=4, shape_zyx=[50, 50, 50], seconds=1.0,
+               dfsc_measured_mean=measured, ssim_global=ssim_global, seam_ratio=seam_ratio, seam_ratio_gt=1.0)
+    return row
+
+
+def test_the_issue_14_verdict_needs_measured_dfsc_and_global_ssim_not_below_wbp_and_seams_within_5_percent():
+    rows = []
+    for seed, wobble in enumerate((0.0, 0.01, -0.01)):
+        rows += [_row(seed, "wbp", measured=0.6 + wobble, ssim_global=0.7, seam_ratio=0.75),
+                 _row(seed, "tie", measured=0.6 + wobble, ssim_global=0.75, seam_ratio=1.02),
+                 _row(seed, "seams", measured=0.6 + wobble, ssim_global=0.75, seam_ratio=0.75),
+                 _row(seed, "worse", measured=0.55 + wobble, ssim_global=0.75, seam_ratio=1.0)]
+    table = {r["method"]: r for r in summarise(rows)}
+    assert "meets_issue_14" not in table["wbp"] and table["wbp"]["seam_over_gt"] == "0.750 ± 0.000"
+    assert table["tie"]["meets_issue_14"] == "yes"  # measured dFSC equal (a tie), SSIM higher, seams 2 % off
+    assert table["seams"]["meets_issue_14"] == "no"  # seam ratio 25 % below the ground truth's
+    assert table["worse"]["meets_issue_14"] == "no"  # measured dFSC 0.05 below WBP's, beyond its sd
+    assert table["worse"]["minus_wbp_dfsc_measured_mean"] == "-0.050 ± 0.000"

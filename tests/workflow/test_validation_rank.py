@@ -45,6 +45,7 @@ def test_band_fsc_ranks_methods_as_the_ground_truth(result, truth):
 
 
 @pytest.mark.xfail(strict=True, reason="measured within-dataset Spearman 0.0 (pooled 0.67) < 0.8 on the quick run: "
-                                       "the half-map FSC does not rank methods as the ground truth (issue 12 open)")
+                                       "the half-map FSC does not rank methods as the ground truth (issue 12: "
+                                       "blocked, needs the filer's decision)")
 def test_halfmap_fsc_ranks_methods_as_the_ground_truth(result):
     assert _rho(result, "halfmap_fsc_resolution_angstrom", "fsc_resolution_angstrom")["spearman_within_mean"] >= 0.8
