@@ -6,17 +6,20 @@ initialisation). CPU scale (:data:`SCALE`): the demo's ``cn`` config
 (:func:`bench.cn_runs.demo_cn_config`, its schedule and optimiser settings) on a SIREN of
 3 × 64 with 200 seed and 100 slab iterations, so that the 24 fits take minutes on a shared
 CPU. Each arm runs the pipeline's own stages at equal compute counted in row-steps (a step
-costs in proportion to the rows it sees): after the same seed, ``K = 4 × slab_iterations ×
-rows_per_step`` rows of the demo. One network (``slab_px: all``: the seed fit continued on
-the whole volume) takes ``K / r`` steps of ``r`` rows (r = 2 and 1, the best single fits
-found); N-slab plans (N = 2, 4) take ``K / N`` steps of one row per slab job
-(``cn.slab_rows_per_step: 1``), so each job does 1/N of the work. The bound is checked against the
-better of the one-network arms. Per arm: our PSNR/SSIM, the papers' (CryoGEN's printed formula, the CN
-paper's code), directional FSC, the seam ratio at the 4-slab plan's boundaries (the
-one-network row) or its own, the ground truth's own seam ratio there, wall time of the
-critical path (seed + slowest slab + stitch) and the summed compute; then the paired
-difference slab − one network (mean ± sd over the seeds) and whether it is inside the
-issue's bound (−0.3 dB PSNR, −0.005 SSIM, dFSC missing not lower beyond the seeds' sd).
+costs in proportion to the rows it sees, seed included): ``seed_iterations × rows_per_step +
+4 × slab_iterations × rows_per_step`` rows of the demo. Two schedules split them (see
+:data:`SCHEDULES`): the demo's short seed (a third, in steps of 8 rows) or a seed of half the
+compute in 1-row steps; after the seed, one network (``slab_px: all``: the seed fit continued
+on the whole volume) takes the rest in 1-row steps and N-slab plans (N = 2, 4) take ``1 / N``
+of it per slab job (``cn.slab_rows_per_step: 1``). Each slab arm is compared with the one
+network on its own schedule (does the split cost anything?) and with the best one network
+found (the one-network arm of highest mean PSNR). Per arm: our PSNR/SSIM, the papers'
+(CryoGEN's printed formula, the CN paper's code), directional FSC, the seam ratio at the
+2-slab plan's boundaries (one-network rows) or its own, the ground truth's own seam ratio
+there, wall time of the critical path (seed + slowest slab + stitch) and the summed compute;
+then the paired differences slab − one network (mean ± sd over the seeds) and whether they
+are inside the issue's bound (−0.3 dB PSNR, −0.005 SSIM, dFSC missing not lower beyond the
+seeds' sd).
 ``--quick``: one seed, 32 × 32 × 32, a few steps (a smoke test, not a measurement).
 """
 
@@ -44,28 +47,46 @@ BOUND_PSNR_DB = 0.3
 BOUND_SSIM = 0.005
 
 
-ONE_NETWORK_ROWS = (2, 1)
-"""Rows per step of the one-network arms: the best at equal compute (seed 0 of shapes: 8 rows/step 26.2 dB,
-4: 30.0, 2: 31.7, 1: 31.4); the comparator of the bound is whichever has the higher mean PSNR per case."""
 SLAB_ROWS = 1
-"""Rows per step of every slab fit (``cn.slab_rows_per_step``): N slabs then take N x fewer steps each."""
+"""Rows per step of every fit after the seed (``cn.slab_rows_per_step``): the best single fits found at equal compute
+(seed 0 of shapes: 8 rows/step 26.2 dB, 4: 30.0, 2: 31.7, 1: 31.4; 1 row/step ahead on 3 seeds of both phantoms)."""
+SCHEDULES = ("short seed", "half seed")
+"""How the compute is split between the seed (whole height) and what follows it (one network or N slabs):
+
+* ``short seed`` — the demo's seed (``seed_iterations`` steps of ``rows_per_step`` rows, a third of the compute
+  at CPU scale), then the rest in 1-row steps;
+* ``half seed`` — half the compute in the seed, in 1-row steps (so ``rows_per_step`` × more seed steps), then
+  the other half in 1-row steps."""
+
+
+def schedule_of(arm: str) -> str:
+    """The schedule an arm name ends with (``"4 slabs, half seed"`` → ``"half seed"``)."""
+    return arm.rsplit(", ", 1)[1]
 
 
 def arm_configs(base, *, slab_counts=SLAB_COUNTS, height_px: int) -> dict[str, object]:
-    """``{"one network, r rows/step": cfg, ..., "N slabs, 1 row/step": cfg, ...}`` at equal compute.
+    """``{"one network, <schedule>": cfg, "N slabs, <schedule>": cfg, ...}`` at equal compute.
 
-    Compute is counted in row-steps (a step's cost is proportional to the rows it sees):
-    after the same seed, every arm gets ``4 × slab_iterations × rows_per_step`` of them
-    (the demo's four slabs' worth), one network in ``budget / r`` steps of ``r`` rows, N slabs
-    in ``budget / N`` steps of one row each.
+    Compute is counted in row-steps (a step's cost is proportional to the rows it sees): every arm
+    sees ``total = seed_iterations × rows_per_step + 4 × slab_iterations × rows_per_step`` of them,
+    seed included (the demo's seed and four slabs' worth). After the seed, one network takes all
+    of the rest in 1-row steps, N slabs take ``1 / N`` of it each (the jobs run in parallel).
     """
-    budget = 4 * base.slab_iterations * (base.rows_per_step or height_px)
-    arms = {f"one network, {r} rows/step": base.model_copy(update={
-        "slab_px": "all", "slab_rows_per_step": r, "slab_iterations": budget // r}) for r in ONE_NETWORK_ROWS}
-    for n in slab_counts:
-        arms[f"{n} slabs, {SLAB_ROWS} row/step"] = base.model_copy(update={
-            "slab_px": math.ceil(height_px / n), "slab_rows_per_step": SLAB_ROWS,
-            "slab_iterations": budget // (n * SLAB_ROWS)})
+    rows = base.rows_per_step or height_px
+    seed_row_steps = {"short seed": base.seed_iterations * rows,
+                      "half seed": (base.seed_iterations + 4 * base.slab_iterations) * rows // 2}
+    total = base.seed_iterations * rows + 4 * base.slab_iterations * rows
+    arms = {}
+    for schedule in SCHEDULES:
+        seed = ({} if schedule == "short seed" else
+                {"rows_per_step": SLAB_ROWS, "seed_iterations": seed_row_steps[schedule] // SLAB_ROWS})
+        rest = (total - seed_row_steps[schedule]) // SLAB_ROWS
+        arms[f"one network, {schedule}"] = base.model_copy(update={
+            **seed, "slab_px": "all", "slab_rows_per_step": SLAB_ROWS, "slab_iterations": rest})
+        for n in slab_counts:
+            arms[f"{n} slabs, {schedule}"] = base.model_copy(update={
+                **seed, "slab_px": math.ceil(height_px / n), "slab_rows_per_step": SLAB_ROWS,
+                "slab_iterations": rest // n})
     return arms
 
 
@@ -104,15 +125,16 @@ def _is_one_network(arm: str) -> bool:
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean ± sd per (case, arm) and the paired slab − one-network differences with the bound check.
 
-    The one network compared with is, per case, the one-network arm of highest mean PSNR
-    (``comparator``: yes): the slabs are held to the best single fit found at equal compute.
+    Two comparisons per slab arm: against the one network on the same schedule (``*_same``: does
+    splitting the fit cost anything?) and against the best one network found at equal compute,
+    the one-network arm of highest mean PSNR in the case (``comparator``: yes; ``d_*``).
     """
     out = []
     for case in dict.fromkeys(r["case"] for r in rows):
         mine_case = [r for r in rows if r["case"] == case]
         ones = {arm for arm in (r["arm"] for r in mine_case) if _is_one_network(arm)}
         best = max(ones, key=lambda a: statistics.mean(r["psnr_db"] for r in mine_case if r["arm"] == a))
-        one = {r["seed"]: r for r in mine_case if r["arm"] == best}
+        per_arm = {arm: {r["seed"]: r for r in mine_case if r["arm"] == arm} for arm in ones}
         for arm in dict.fromkeys(r["arm"] for r in mine_case):
             mine = [r for r in mine_case if r["arm"] == arm]
             entry = {"case": case, "arm": arm, "seeds": len(mine), "steps": mine[0]["steps"],
@@ -123,15 +145,26 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry["compute_s"] = mean_sd([r["compute_s"] for r in mine], 0)
             entry["comparator"] = "yes" if arm == best else ""
             if arm != best:
-                diffs = {k: [r[k] - one[r["seed"]][k] for r in mine if r["seed"] in one]
-                         for k in ("psnr_db", "psnr_cn_paper_db", "ssim", "dfsc_missing_mean")}
+                diffs = _paired(mine, per_arm[best])
                 entry["d_psnr_db"] = mean_sd(diffs["psnr_db"], 2)
                 entry["d_psnr_cn_paper_db"] = mean_sd(diffs["psnr_cn_paper_db"], 2)
                 entry["d_ssim"] = mean_sd(diffs["ssim"], 4)
                 entry["d_dfsc_missing"] = mean_sd(diffs["dfsc_missing_mean"], 3)
                 entry["within_bound"] = "—" if _is_one_network(arm) else _within_bound(diffs)
+            same = f"one network, {schedule_of(arm)}" if ", " in arm else None
+            if not _is_one_network(arm) and same in per_arm:
+                diffs = _paired(mine, per_arm[same])
+                entry["d_psnr_db_same"] = mean_sd(diffs["psnr_db"], 2)
+                entry["d_ssim_same"] = mean_sd(diffs["ssim"], 4)
+                entry["d_dfsc_missing_same"] = mean_sd(diffs["dfsc_missing_mean"], 3)
+                entry["within_bound_same"] = _within_bound(diffs)
             out.append(entry)
     return out
+
+
+def _paired(mine: list[dict], reference: dict[int, dict]) -> dict[str, list[float]]:
+    return {k: [r[k] - reference[r["seed"]][k] for r in mine if r["seed"] in reference]
+            for k in ("psnr_db", "psnr_cn_paper_db", "ssim", "dfsc_missing_mean")}
 
 
 def _within_bound(diffs: dict[str, list[float]]) -> bool:
@@ -153,11 +186,13 @@ def run(*, quick: bool = False) -> BenchResult:
         rows = measure(base=base)
     table = summarise(rows)
     notes = [
-        "equal compute, counted in row-steps (a step costs in proportion to its rows): after the same seed every "
-        "arm sees 4 x slab_iterations x rows_per_step rows (one network: the seed continued on the whole volume in "
-        "steps of r rows; N slabs: N jobs of 1 row per step, cn.slab_rows_per_step = 1); steps = all networks' "
-        "optimiser steps, row_steps = the rows they saw (seed included)",
-        "comparator: the one-network arm of highest mean PSNR in the case; d_* are paired differences against it",
+        "equal compute, counted in row-steps (a step costs in proportion to its rows), seed included: every arm "
+        "sees seed_iterations x rows_per_step + 4 x slab_iterations x rows_per_step rows; short seed = the demo's "
+        "seed (8 rows/step), then 1-row steps; half seed = half of it in a 1-row-step seed, then 1-row steps; "
+        "after the seed one network takes the rest, N slabs 1/N of it each; steps = all networks' optimiser "
+        "steps, row_steps = the rows they saw",
+        "comparator: the one-network arm of highest mean PSNR in the case; d_* are paired differences against "
+        "it; *_same are paired differences against the one network on the slab arm's own schedule",
         "critical_path_s: seed + slowest slab + stitch, i.e. the wall time with one job per slab in parallel; "
         "compute_s: seed + all slabs + stitch, run one after another on this machine (shared with other "
         "jobs while measuring, single-threaded torch)",

@@ -25,7 +25,6 @@ from cryo_pipeline.training.cn_fit import evaluate_window
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ANGLES = np.arange(-60, 60.01, 2.0)
-SLAB_GAP_DB = 3.0  # 4 slabs at CPU scale, this seed: -2.2 dB (old design -5.4 dB); bench cn_slabs
 TINY = CnConfig(width=16, n_hidden_layers=2, slab_px=4, halo_px=1, seed_iterations=5, slab_iterations=3,
                 rows_per_step=2)
 
@@ -238,7 +237,11 @@ def test_keep_measured_makes_every_slab_consistent_and_so_the_stitched_volume(cn
 
 @pytest.fixture(scope="module")
 def slabs_vs_one_network(tmp_path_factory):
-    """bench cn_slabs' setting, one seed: 4 stitched slab jobs and one network with the same optimiser steps."""
+    """bench cn_slabs' half-seed schedule, one seed: 4 stitched slab jobs and one network at equal compute.
+
+    Both fit a seed of 2400 1-row steps on the whole height (half of the 4800 rows seen), then one
+    network continues for 2400 1-row steps, each of the 4 slab jobs for 600.
+    """
     from cryo_pipeline.io.mrc import write_mrc
     from cryo_pipeline.ops.metrics import psnr_db, ssim
     from cryo_pipeline.ops.noise import add_gaussian_noise
@@ -254,11 +257,12 @@ def slabs_vs_one_network(tmp_path_factory):
     row = DatasetRow(dataset="bound", kind="tiltseries", source=str(tmp_path / "ts.mrc"),
                      angles=str(tmp_path / "ts.tlt"), voxel_size_angstrom=10.0, tilt_min_deg=-60, tilt_max_deg=60,
                      methods=("cn",))
-    base = CnConfig(width=64, n_hidden_layers=3, nonnegative=True, halo_px=2, seed_iterations=200,
-                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=8)
+    base = CnConfig(width=64, n_hidden_layers=3, nonnegative=True, halo_px=2, seed_iterations=2400,
+                    seed_lr_end=4.64e-4, slab_lr_start=4.64e-4, slab_lr_end=1e-4, rows_per_step=1,
+                    slab_rows_per_step=1)
     scores = {}
-    for name, update in (("one", {"slab_px": "all", "slab_iterations": 400}),
-                         ("slabs", {"slab_px": 12, "slab_iterations": 100})):
+    for name, update in (("one", {"slab_px": "all", "slab_iterations": 2400}),
+                         ("slabs", {"slab_px": 12, "slab_iterations": 600})):
         folder = tmp_path / name
         folder.mkdir()
         for f in ("gt.mrc", "ts.mrc", "ts.tlt"):
@@ -277,20 +281,17 @@ def slabs_vs_one_network(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_stitched_slabs_stay_close_to_one_network_without_seams(slabs_vs_one_network):
-    """What the redesign achieves at CPU scale (bench cn_slabs): within SLAB_GAP_DB of one network at equal
-    compute (the old design lost 2.5-5.4 dB at this scale), and no seam beyond the ground truth's own at the same rows."""
-    one, slabs = slabs_vs_one_network["one"], slabs_vs_one_network["slabs"]
-    assert slabs["psnr"] >= one["psnr"] - SLAB_GAP_DB
+def test_stitched_slabs_show_no_seam_beyond_the_ground_truths_own(slabs_vs_one_network):
+    """The stitched volume's seam ratio at its slab boundaries stays within 5 % above the ground truth's there (this
+    fit is not put back onto the noisy measured data, so its rows are not noise-dominated; bench seam_calibration)."""
+    slabs = slabs_vs_one_network["slabs"]
     assert slabs["seam"] <= 1.05 * slabs["seam_truth"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 14 bound not met yet: with the demo's 8 rows per step, stitched slabs "
-                                       "trail one network by ~1-2 dB at CPU scale; with 1 row per step (bench cn_slabs) "
-                                       "2 slabs meet it on mixed shapes, 4 slabs and the sphere do not")
 def test_stitched_slabs_match_one_network_within_the_issue_bound(slabs_vs_one_network):
-    """Issue 14 bound: within 0.3 dB PSNR and 0.005 SSIM of one network, missing-region dFSC no lower."""
+    """Issue 14 bound against one network on the same (half-seed) schedule at equal compute: within 0.3 dB PSNR
+    and 0.005 SSIM, missing-region dFSC no lower (bench cn_slabs, 3 seeds: 4 slabs +0.70 +- 0.18 dB on shapes)."""
     one, slabs = slabs_vs_one_network["one"], slabs_vs_one_network["slabs"]
     assert slabs["psnr"] >= one["psnr"] - 0.3
     assert slabs["ssim"] >= one["ssim"] - 0.005
