@@ -23,9 +23,9 @@ from cryo_pipeline.config.stages import CnConfig, ProjectConfig, SimulateConfig,
 from cryo_pipeline.io.mrc import read_mrc, write_mrc
 from cryo_pipeline.ops.binning import bin_volume_3d
 from cryo_pipeline.ops.fsc import fsc_metrics
-from cryo_pipeline.ops.metrics import scored_metrics
+from cryo_pipeline.ops.metrics import fit_affine_to_reference, scored_metrics
 from cryo_pipeline.ops.metrics_cn_paper import psnr_cn_paper_db, ssim_cn_paper
-from cryo_pipeline.ops.slabs import seam_ratio
+from cryo_pipeline.ops.slabs import row_step_means, seam_ratio
 from cryo_pipeline.stages import fit_slab, plan_slabs, project_tilt_series, reconstruct_wbp, simulate_volume
 from cryo_pipeline.stages import stitch_tiles
 
@@ -135,6 +135,17 @@ def score(volume: np.ndarray, truth: np.ndarray, *, angles_deg, boundaries_y: Se
             "dfsc_measured_mean": fsc["dfsc_measured_mean"], "dfsc_missing_mean": fsc["dfsc_missing_mean"],
             "seam_ratio": seam_ratio(steps(volume), boundaries_y) if boundaries_y else math.nan,
             "seam_ratio_gt": seam_ratio(steps(truth), boundaries_y) if boundaries_y else math.nan}
+
+
+def error_seam_ratio(volume: np.ndarray, truth: np.ndarray, boundaries_y: Sequence[int]) -> float:
+    """Seam ratio of the error field (``volume`` affinely fitted to ``truth``, minus ``truth``) at ``boundaries_y``.
+
+    ≈ 1 when the error is as rough across the seams as between any other rows, whatever the
+    content there or the noise (bench ``seam_calibration`` measures how well it tells seams apart).
+    """
+    scale, offset = fit_affine_to_reference(volume, truth)
+    error = np.asarray(volume, np.float64) * scale + offset - np.asarray(truth, np.float64)
+    return seam_ratio(row_step_means(error), boundaries_y)
 
 
 def mean_sd(values: Sequence[float], digits: int = 3) -> str:

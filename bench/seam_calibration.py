@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.cn_real_maps import DATA, MAPS
-from bench.cn_runs import demo_cn_config, mean_sd, run_wbp, simulate_case
+from bench.cn_runs import demo_cn_config, error_seam_ratio, mean_sd, run_wbp, simulate_case
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.metrics import fit_affine_to_reference
@@ -56,11 +56,9 @@ def with_gain_seams(volume: np.ndarray, boundaries_y, gain: float) -> np.ndarray
 
 def readings(volume: np.ndarray, truth: np.ndarray, boundaries_y) -> dict[str, float]:
     """The issue's seam ratio over the ground truth's, and the seam ratio of the fitted error field."""
-    scale, offset = fit_affine_to_reference(volume, truth)
-    error = np.asarray(volume, np.float64) * scale + offset - truth
     return {"seam_over_gt": seam_ratio(row_step_means(volume), boundaries_y)
             / seam_ratio(row_step_means(truth), boundaries_y),
-            "error_seam_ratio": seam_ratio(row_step_means(error), boundaries_y)}
+            "error_seam_ratio": error_seam_ratio(volume, truth, boundaries_y)}
 
 
 def calibration_volumes(truth: np.ndarray, wbp: np.ndarray, boundaries_y, *, seed: int) -> dict[str, tuple[bool, np.ndarray]]:

@@ -3,6 +3,7 @@
 arms see equal rows, and its issue-14 verdict applies the issue's three lines."""
 
 import numpy as np
+import pytest
 import torch
 
 from bench.cn_real_maps import arm_configs, keep_measured_of, summarise
@@ -29,13 +30,19 @@ def test_keep_measured_on_the_stitched_volume_equals_keep_measured_in_every_slab
     assert change[~np.broadcast_to(mask, change.shape)].max() <= 1e-3 * scale
 
 
-def test_every_cn_arm_sees_the_demo_slabs_rows_after_the_seed():
+def test_every_cn_arm_sees_the_same_rows_and_all_but_the_half_seed_arm_share_the_demo_seed():
     base = demo_cn_config(**{**CPU_SCALE, "seed_iterations": 10})  # 100 slab steps of 8 rows
     for height, n_slabs in ((50, 4), (65, 5)):  # beta-gal binned, 70S; demo slab_px 16
+        total = 10 * base.rows_per_step + n_slabs * 100 * base.rows_per_step
         for name, cfg in arm_configs(base, height_px=height).items():
             rows = cfg.slab_iterations * (cfg.slab_fit_rows_per_step or height)
             slabs = 1 if cfg.slab_px == "all" else n_slabs
-            assert rows * slabs == n_slabs * 100 * base.rows_per_step, name
+            seed_rows = cfg.seed_iterations * cfg.rows_per_step
+            assert seed_rows + rows * slabs == pytest.approx(total, abs=n_slabs), name  # integer division
+            if "half seed" in name:
+                assert seed_rows == total // 2 and cfg.slab_fit_rows_per_step == 1, name
+            else:
+                assert seed_rows == 10 * base.rows_per_step, name
 
 
 def _row(seed, method, *, measured, ssim_global, seam_ratio):
