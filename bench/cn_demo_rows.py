@@ -5,7 +5,9 @@ benchmarks' CPU scale (SIREN 3 × 64). Before that becomes the demo's default it
 the demo's scale: the ``cn`` section of ``config/config.yaml`` as shipped (SIREN 3 × 128,
 16-row slabs, seed 300 steps on 8 rows) on the demo's case (48 × 64 × 64 mixed shapes, ±60°
 every 2°, SNR 10, independent projector), seeds 0–2. Arms: slabs of 150 steps on 8 rows
-(the shipped demo) and of 1200 steps on 1 row (``cn.slab_rows_per_step: 1``): the same rows;
+(the shipped demo), one network continuing the same seed on the whole height for the four
+slabs' 600 steps of 8 rows (``cn.slab_px: all``: issue 14's slabs-vs-one-network comparison at
+the demo's scale), slabs of 1200 steps on 1 row (``cn.slab_rows_per_step: 1``): the same rows;
 and ``cn_slabs``' half-seed schedule (half of all the rows, 3600, in a seed of 1-row steps,
 then 900 1-row steps per slab): the same rows in total.
 ``--quick``: one seed, a tiny network and few steps (a smoke test, not a measurement).
@@ -29,9 +31,11 @@ KEYS = ("psnr_db", "ssim", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
 
 
 def arm_configs(base, *, height_px: int = SHAPE_ZYX[1]) -> dict[str, object]:
-    """``{"8 rows/step": …, "1 row/step": …, "half seed, 1 row/step": …}`` at the same rows seen.
+    """``{"8 rows/step": …, "one network, 8 rows/step": …, "1 row/step": …, "half seed, 1 row/step": …}``.
 
-    The first two share the demo's seed and see the same rows after it; the third (``cn_slabs``'
+    All see the same rows. The first three share the demo's seed: the shipped slabs, one network
+    on the whole height continuing the seed for all the slabs' steps (``slab_px: all``; issue 14's
+    comparison at the demo's scale), and the slabs in 1-row steps; the last (``cn_slabs``'
     half-seed schedule) puts half of all the rows (seed included) into a seed of 1-row steps on
     the whole height and gives each of the plan's slabs ``1 / N`` of the other half, in 1-row steps.
     """
@@ -39,6 +43,8 @@ def arm_configs(base, *, height_px: int = SHAPE_ZYX[1]) -> dict[str, object]:
     n_slabs = plan_slabs(height_px, slab_px=base.slab_px, halo_px=base.halo_px).n_slabs
     total = base.seed_iterations * base.rows_per_step + n_slabs * rows
     return {f"{base.rows_per_step} rows/step": base.model_copy(update={"slab_rows_per_step": None}),
+            f"one network, {base.rows_per_step} rows/step": base.model_copy(update={
+                "slab_rows_per_step": None, "slab_px": "all", "slab_iterations": n_slabs * base.slab_iterations}),
             "1 row/step": base.model_copy(update={"slab_rows_per_step": 1, "slab_iterations": rows}),
             "half seed, 1 row/step": base.model_copy(update={
                 "rows_per_step": 1, "seed_iterations": total // 2, "slab_rows_per_step": 1,
@@ -74,8 +80,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         entry = {"arm": arm, "seeds": len(mine), "row_steps": mine[0]["row_steps"]}
         entry.update({k: mean_sd([r[k] for r in mine], 2 if "psnr" in k else 3) for k in KEYS})
         entry["critical_path_s"] = mean_sd([r["critical_path_s"] for r in mine], 1)
-        entry["d_psnr_db_vs_demo"] = "—" if arm == arms[0] else mean_sd(
-            [r["psnr_db"] - first[r["seed"]]["psnr_db"] for r in mine], 2)
+        for key, digits in (("psnr_db", 2), ("ssim", 4), ("dfsc_missing_mean", 3)):
+            entry[f"d_{key}_vs_demo"] = "—" if arm == arms[0] else mean_sd(
+                [r[key] - first[r["seed"]][key] for r in mine], digits)
         out.append(entry)
     return out
 

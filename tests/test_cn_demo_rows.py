@@ -7,11 +7,14 @@ from bench.cn_runs import demo_cn_config
 def test_the_arms_see_the_demo_slabs_rows_and_only_rows_per_step_differs_after_the_shared_seed():
     base = demo_cn_config(slab_rows_per_step=None)
     arms = arm_configs(base)
-    assert list(arms) == [f"{base.rows_per_step} rows/step", "1 row/step", "half seed, 1 row/step"]
+    assert list(arms) == [f"{base.rows_per_step} rows/step", f"one network, {base.rows_per_step} rows/step",
+                          "1 row/step", "half seed, 1 row/step"]
     seen = {name: cfg.slab_iterations * cfg.slab_fit_rows_per_step for name, cfg in arms.items()}
     assert seen[f"{base.rows_per_step} rows/step"] == seen["1 row/step"] == base.slab_iterations * base.rows_per_step
-    shipped, one_row, half_seed = arms.values()
+    shipped, one_network, one_row, half_seed = arms.values()
     n_slabs = 4  # the demo plan on 64 rows: 16-row slabs
+    assert one_network.slab_px == "all" and one_network.seed_iterations == base.seed_iterations
+    assert seen[f"one network, {base.rows_per_step} rows/step"] == n_slabs * seen[f"{base.rows_per_step} rows/step"]
     total = base.seed_iterations * base.rows_per_step + n_slabs * base.slab_iterations * base.rows_per_step
     assert half_seed.seed_iterations * half_seed.rows_per_step == total // 2
     assert n_slabs * half_seed.slab_iterations * half_seed.slab_fit_rows_per_step == total // 2
