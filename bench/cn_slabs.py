@@ -4,7 +4,7 @@ Cases: mixed shapes and the hollow sphere, 32 × 48 × 48, ±60° every 2°, SNR
 with the independent projector; 3 seeds (phantom instance, noise and network
 initialisation). CPU scale (:data:`SCALE`): the demo's ``cn`` config
 (:func:`bench.cn_runs.demo_cn_config`, its schedule and optimiser settings) on a SIREN of
-3 × 64 with 200 seed and 100 slab iterations, so that the 24 fits take minutes on a shared
+3 × 64 with 200 seed and 100 slab iterations, so that the 36 fits take minutes on a shared
 CPU. Each arm runs the pipeline's own stages at equal compute counted in row-steps (a step
 costs in proportion to the rows it sees, seed included): ``seed_iterations × rows_per_step +
 4 × slab_iterations × rows_per_step`` rows of the demo. Two schedules split them (see
