@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import QUICK_SCALE, demo_cn_config, mean_sd, run_cn, score, simulate_case
+from bench.cn_runs import (QUICK_SCALE, budget_row_steps, demo_cn_config, half_seed_schedule, mean_sd, run_cn, score,
+                           simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.slabs import plan_slabs
@@ -41,14 +42,12 @@ def arm_configs(base, *, height_px: int = SHAPE_ZYX[1]) -> dict[str, object]:
     """
     rows = base.slab_iterations * base.rows_per_step
     n_slabs = plan_slabs(height_px, slab_px=base.slab_px, halo_px=base.halo_px).n_slabs
-    total = base.seed_iterations * base.rows_per_step + n_slabs * rows
+    total = budget_row_steps(base, n_slabs=n_slabs, height_px=height_px)
     return {f"{base.rows_per_step} rows/step": base.model_copy(update={"slab_rows_per_step": None}),
             f"one network, {base.rows_per_step} rows/step": base.model_copy(update={
                 "slab_rows_per_step": None, "slab_px": "all", "slab_iterations": n_slabs * base.slab_iterations}),
             "1 row/step": base.model_copy(update={"slab_rows_per_step": 1, "slab_iterations": rows}),
-            "half seed, 1 row/step": base.model_copy(update={
-                "rows_per_step": 1, "seed_iterations": total // 2, "slab_rows_per_step": 1,
-                "slab_iterations": total // 2 // n_slabs})}
+            "half seed, 1 row/step": half_seed_schedule(base, n_slabs=n_slabs, total_row_steps=total)}
 
 
 def measure(*, seeds=(0, 1, 2), base=None, shape_zyx=SHAPE_ZYX, progress=print) -> list[dict]:

@@ -7,8 +7,9 @@ it (solvent → 0, maximum → 1, so its soft negative solvent stays negative), 
 with the independent projector at −60…60° every 3° and adds noise at SNR 10; 3 seeds.
 
 Arms (CN at the benchmarks' CPU scale, SIREN 3 × 64, :data:`bench.cn_runs.CPU_SCALE`, all
-at equal compute counted in rows seen after the same seed, as in ``cn_slabs``; the demo's
-slab plan sets it):
+at equal compute counted in rows seen, seed included, as in ``cn_slabs``; all but the
+half-seed arm share the demo's seed and see the same rows after it; the demo's slab plan
+sets the budget):
 
 * ``wbp`` — the baseline;
 * ``cn slabs, 8 rows/step, signed`` — the demo's ``cn`` section at this scale (16-row slabs,
@@ -40,7 +41,6 @@ case held back from that choice. ``--quick``: the ribosome, one seed, a tiny net
 
 from __future__ import annotations
 
-import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, demo_cn_config, error_seam_ratio, mean_sd, run_cn,
-                           run_wbp, score, simulate_case)
+from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, budget_row_steps, demo_cn_config, error_seam_ratio,
+                           half_seed_schedule, mean_sd, run_cn, run_wbp, score, simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.data_consistency import keep_measured_region
@@ -69,22 +69,22 @@ ACCEPTANCE_KEYS = ("dfsc_measured_mean", "ssim_global", "dfsc_missing_mean", "ps
 def arm_configs(base, *, height_px: int) -> dict[str, object]:
     """The CN arms (see the module docstring) for a volume ``height_px`` rows high.
 
-    After the same seed every arm sees the rows the demo's slabs see: ``N × slab_iterations ×
-    rows_per_step``, ``N`` the demo plan's slab count (4 for β-gal's 50 rows, 5 for the 70S's 65).
+    Every arm sees the rows the demo's seed and slabs see; all but the half-seed arm share the
+    demo's seed and see ``N × slab_iterations × rows_per_step`` rows after it, ``N`` the demo plan's
+    slab count (4 for β-gal's 50 rows, 5 for the 70S's 65).
     """
     n = plan_slabs(height_px, slab_px=base.slab_px, halo_px=base.halo_px).n_slabs
     budget = n * base.slab_iterations * base.rows_per_step
     one_row_slabs = {"slab_rows_per_step": 1, "slab_iterations": budget // n}
-    total = base.seed_iterations * base.rows_per_step + budget
+    total = budget_row_steps(base, n_slabs=n, height_px=height_px)
     return {
         f"cn slabs, {base.rows_per_step} rows/step, signed": base,
         "cn slabs, 1 row/step, signed": base.model_copy(update={**one_row_slabs, "nonnegative": False}),
         "cn slabs, 1 row/step, nonnegative": base.model_copy(update={**one_row_slabs, "nonnegative": True}),
         "cn one network, 1 row/step, nonnegative": base.model_copy(update={
             "slab_px": "all", "slab_rows_per_step": 1, "slab_iterations": budget, "nonnegative": True}),
-        "cn slabs, half seed, nonnegative": base.model_copy(update={
-            "rows_per_step": 1, "seed_iterations": total // 2, "slab_rows_per_step": 1,
-            "slab_iterations": total // 2 // n, "nonnegative": True}),
+        "cn slabs, half seed, nonnegative": half_seed_schedule(
+            base, n_slabs=n, total_row_steps=total).model_copy(update={"nonnegative": True}),
     }
 
 
@@ -152,7 +152,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry["seconds"] = mean_sd([r["seconds"] for r in runs], 1)
             seam_over_gt = [r["seam_ratio"] / r["seam_ratio_gt"] for r in runs]
             entry["seam_over_gt"] = mean_sd(seam_over_gt, 3)  # WBP's too: what a seamless noisy volume scores
-            entry["error_seam_ratio"] = mean_sd([r.get("error_seam_ratio", math.nan) for r in runs], 3)
+            entry["error_seam_ratio"] = mean_sd([r["error_seam_ratio"] for r in runs], 3)
             if method != "wbp":
                 diffs = {key: [r[key] - wbp[s][key] for s, r in per_seed.items()] for key in ACCEPTANCE_KEYS}
                 for key, values in diffs.items():

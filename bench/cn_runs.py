@@ -41,6 +41,20 @@ SCORE_KEYS = ("psnr_db", "psnr_paper_db", "psnr_cn_paper_db", "ssim", "ssim_glob
               "dfsc_measured_mean", "dfsc_missing_mean", "seam_ratio", "seam_ratio_gt")
 
 
+def budget_row_steps(base: CnConfig, *, n_slabs: int, height_px: int) -> int:
+    """Rows seen by ``base``'s seed and ``n_slabs`` slab fits at its ``rows_per_step``: the compute the CN benchmarks
+    hold equal across arms (a step costs in proportion to its rows)."""
+    return (base.seed_iterations + n_slabs * base.slab_iterations) * (base.rows_per_step or height_px)
+
+
+def half_seed_schedule(base: CnConfig, *, n_slabs: int, total_row_steps: int) -> CnConfig:
+    """``base`` with half of ``total_row_steps`` in a seed of 1-row steps on the whole height and the other half
+    split over ``n_slabs`` fits (slabs, or one network when 1) in 1-row steps (``cn_slabs``' half-seed schedule)."""
+    seed = total_row_steps // 2
+    return base.model_copy(update={"rows_per_step": 1, "seed_iterations": seed, "slab_rows_per_step": 1,
+                                   "slab_iterations": (total_row_steps - seed) // n_slabs})
+
+
 def demo_cn_config(**update) -> CnConfig:
     """The ``cn`` section of ``config/config.yaml`` (what the demo ships), with ``update`` applied."""
     section = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["cn"]
@@ -129,19 +143,19 @@ def score(volume: np.ndarray, truth: np.ndarray, *, angles_deg, boundaries_y: Se
     """The evaluate stage's metrics (both papers' and ours) and the seam ratios at ``boundaries_y``."""
     scores = scored_metrics(volume, truth)
     fsc = fsc_metrics(volume, truth, angles_deg=angles_deg, voxel_size_angstrom=1.0)  # means do not need Å
-    steps = lambda v: np.abs(np.diff(np.asarray(v, np.float64), axis=1)).mean(axis=(0, 2))  # noqa: E731
     return {**{k: scores[k] for k in ("psnr_db", "psnr_paper_db", "ssim", "ssim_global")},
             "psnr_cn_paper_db": psnr_cn_paper_db(volume, truth), "ssim_cn_paper": ssim_cn_paper(volume, truth),
             "dfsc_measured_mean": fsc["dfsc_measured_mean"], "dfsc_missing_mean": fsc["dfsc_missing_mean"],
-            "seam_ratio": seam_ratio(steps(volume), boundaries_y) if boundaries_y else math.nan,
-            "seam_ratio_gt": seam_ratio(steps(truth), boundaries_y) if boundaries_y else math.nan}
+            "seam_ratio": seam_ratio(row_step_means(volume), boundaries_y) if boundaries_y else math.nan,
+            "seam_ratio_gt": seam_ratio(row_step_means(truth), boundaries_y) if boundaries_y else math.nan}
 
 
 def error_seam_ratio(volume: np.ndarray, truth: np.ndarray, boundaries_y: Sequence[int]) -> float:
     """Seam ratio of the error field (``volume`` affinely fitted to ``truth``, minus ``truth``) at ``boundaries_y``.
 
-    ≈ 1 when the error is as rough across the seams as between any other rows, whatever the
-    content there or the noise (bench ``seam_calibration`` measures how well it tells seams apart).
+    ≈ 1 when the error is as rough across the seams as between any other rows. It holds where noise
+    dominates the error (the maps' WBP); content still shows through where it does not (the hollow
+    sphere's WBP, smooth CN fits): bench ``seam_calibration`` measures how well it tells seams apart.
     """
     scale, offset = fit_affine_to_reference(volume, truth)
     error = np.asarray(volume, np.float64) * scale + offset - np.asarray(truth, np.float64)

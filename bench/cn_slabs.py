@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, demo_cn_config, mean_sd, run_cn, score,
-                           simulate_case)
+from bench.cn_runs import (CPU_SCALE, QUICK_SCALE, SCORE_KEYS, budget_row_steps, demo_cn_config, half_seed_schedule,
+                           mean_sd, run_cn, score, simulate_case)
 from bench.harness import BenchResult, register
 from cryo_pipeline.io.mrc import read_mrc
 from cryo_pipeline.ops.slabs import plan_slabs
@@ -72,21 +72,15 @@ def arm_configs(base, *, slab_counts=SLAB_COUNTS, height_px: int) -> dict[str, o
     seed included (the demo's seed and four slabs' worth). After the seed, one network takes all
     of the rest in 1-row steps, N slabs take ``1 / N`` of it each (the jobs run in parallel).
     """
-    rows = base.rows_per_step or height_px
-    seed_row_steps = {"short seed": base.seed_iterations * rows,
-                      "half seed": (base.seed_iterations + 4 * base.slab_iterations) * rows // 2}
-    total = base.seed_iterations * rows + 4 * base.slab_iterations * rows
+    total = budget_row_steps(base, n_slabs=4, height_px=height_px)
+    short_rest = total - base.seed_iterations * (base.rows_per_step or height_px)
     arms = {}
     for schedule in SCHEDULES:
-        seed = ({} if schedule == "short seed" else
-                {"rows_per_step": SLAB_ROWS, "seed_iterations": seed_row_steps[schedule] // SLAB_ROWS})
-        rest = (total - seed_row_steps[schedule]) // SLAB_ROWS
-        arms[f"one network, {schedule}"] = base.model_copy(update={
-            **seed, "slab_px": "all", "slab_rows_per_step": SLAB_ROWS, "slab_iterations": rest})
-        for n in slab_counts:
-            arms[f"{n} slabs, {schedule}"] = base.model_copy(update={
-                **seed, "slab_px": math.ceil(height_px / n), "slab_rows_per_step": SLAB_ROWS,
-                "slab_iterations": rest // n})
+        for n in (1, *slab_counts):
+            cfg = (base.model_copy(update={"slab_rows_per_step": SLAB_ROWS, "slab_iterations": short_rest // n})
+                   if schedule == "short seed" else half_seed_schedule(base, n_slabs=n, total_row_steps=total))
+            arms[f"{'one network' if n == 1 else f'{n} slabs'}, {schedule}"] = cfg.model_copy(update={
+                "slab_px": "all" if n == 1 else math.ceil(height_px / n)})
     return arms
 
 

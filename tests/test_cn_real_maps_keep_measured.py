@@ -48,7 +48,8 @@ def test_every_cn_arm_sees_the_same_rows_and_all_but_the_half_seed_arm_share_the
 def _row(seed, method, *, measured, ssim_global, seam_ratio):
     row = {key: 0.5 for key in SCORE_KEYS}
     row.update(map="betagal", seed=seed, method=method, n_slabs=4, shape_zyx=[50, 50, 50], seconds=1.0,
-               dfsc_measured_mean=measured, ssim_global=ssim_global, seam_ratio=seam_ratio, seam_ratio_gt=1.0)
+               dfsc_measured_mean=measured, ssim_global=ssim_global, seam_ratio=seam_ratio, seam_ratio_gt=1.0,
+               error_seam_ratio=1.0)
     return row
 
 
